@@ -1,0 +1,1 @@
+"""The application model: resources, their relations, and build-time validation."""

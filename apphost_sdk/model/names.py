@@ -1,0 +1,41 @@
+"""Resource-name rules and the names derived from them (environment prefixes, volume names)."""
+
+from __future__ import annotations
+
+import re
+
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")
+MAX_NAME_LENGTH = 64
+
+
+def name_problem(name: object) -> str | None:
+    """Return why ``name`` is not a valid resource name, or None when it is valid."""
+    if not isinstance(name, str):
+        return f"resource name must be a string, not {type(name).__name__}"
+    if not name:
+        return "resource name must not be empty"
+    if len(name) > MAX_NAME_LENGTH:
+        return (
+            f"resource name {name!r} is {len(name)} characters long; "
+            f"use at most {MAX_NAME_LENGTH}"
+        )
+    if not name[0].isascii() or not name[0].isalpha():
+        return f"resource name {name!r} must start with a letter"
+    if not _NAME.match(name):
+        return f"resource name {name!r} may contain only letters, digits and hyphens"
+    if "--" in name:
+        return f"resource name {name!r} must not contain '--'"
+    if name.endswith("-"):
+        return f"resource name {name!r} must not end with a hyphen"
+    return None
+
+
+def env_prefix(connection_name: str) -> str:
+    """Return the variable prefix for a connection: upper-cased, non-word characters as ``_``."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", connection_name).upper()
+
+
+def slug(text: str) -> str:
+    """Return a lower-case identifier safe for Docker names and folders."""
+    s = re.sub(r"[^a-z0-9_.-]+", "-", text.lower()).strip("-.")
+    return s or "app"

@@ -1,0 +1,1 @@
+"""Run mode: starting resources in dependency order, watching them, and stopping them."""

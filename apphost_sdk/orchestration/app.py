@@ -1,0 +1,266 @@
+"""``DistributedApplication``: the built app, run until Ctrl-C or driven programmatically."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
+
+import attrs
+
+from ..errors import ApphostError, ResourceStartError
+from ..masking import SecretMasker
+from ..model.builder import DistributedApplicationBuilder
+from ..model.connection import RedisEndpoint
+from ..model.resources import Resource
+from ..state import AppState, app_identity, state_root, write_private
+from .console import Reporter, make_reporter
+from .orchestrator import Orchestrator
+from .states import ResourceSnapshot
+
+#: Set by the ``apphost`` CLI for commands (plan, provision, …) that need the built model
+#: instead of a run: ``app.run()`` hands the app to it and exits with its return code.
+_pending_command: Callable[[DistributedApplication], int] | None = None
+
+
+def set_pending_command(command: Callable[[DistributedApplication], int] | None) -> None:
+    """Make the next ``app.run()`` call ``command(app)`` instead of running the app."""
+    global _pending_command
+    _pending_command = command
+
+
+@attrs.frozen
+class AppModel:
+    """The validated resources of an app, in the order they were added."""
+
+    resources: tuple[Resource, ...]
+
+    def get(self, name: str) -> Resource:
+        """The resource called ``name`` (case-insensitive)."""
+        for r in self.resources:
+            if r.name.casefold() == name.casefold():
+                return r
+        raise KeyError(f"no resource named {name!r}")
+
+
+class DistributedApplication:
+    """A built app host. ``run()`` runs until Ctrl-C/SIGTERM; ``start()``/``stop()`` (or
+    ``with builder.build().start() as app:``) drive it from code and tests."""
+
+    @staticmethod
+    def create_builder(args: list[str] | None = None) -> DistributedApplicationBuilder:
+        """Return a builder for the app host defined by the calling file.
+
+        ``args`` are ``--Key=Value`` configuration overrides (default: ``sys.argv[1:]``).
+        """
+        caller = sys._getframe(1).f_code.co_filename
+        path = Path(caller) if not caller.startswith("<") else Path.cwd()
+        return DistributedApplicationBuilder(args, path.resolve())
+
+    def __init__(self, builder: DistributedApplicationBuilder) -> None:
+        self.builder = builder
+        self.model = AppModel(tuple(builder.resources))
+        self.configuration = builder.configuration
+        self.execution_context = builder.execution_context
+        self.app_name, self.app_id = app_identity(builder.app_host_path)
+        self.state = AppState(state_root() / self.app_id)
+        self.state_dir = self.state.directory
+        self.masker = SecretMasker()
+        self._orchestrator: Orchestrator | None = None
+        self._reporter: Reporter | None = None
+        self._status_lock = threading.Lock()
+        self._status_seq = 0
+        self._status_written = 0
+        self._phase = "built"
+        self._error: str | None = None
+
+    # -- programmatic use ---------------------------------------------------------------
+    def start(self, timeout: float | None = 120.0, quiet: bool = False) -> DistributedApplication:
+        """Start every resource and return once all are running and healthy.
+
+        Raises ``ResourceStartError`` (after stopping everything) naming what failed, with its
+        last log lines.
+        """
+        if self._orchestrator is not None:
+            raise ApphostError("this application is already started; call stop() first")
+        if not self.execution_context.is_run_mode:
+            raise ApphostError(
+                "publish mode is not available yet; run without --publisher to run the app"
+            )
+        self._reporter = make_reporter(self.masker, quiet=quiet)
+        self._orchestrator = Orchestrator(self, self._reporter, self.masker, self._write_status)
+        self._phase = "starting"
+        self._write_status()
+        self._orchestrator.start()
+        ready = self._orchestrator.wait_until_settled(timeout)
+        if not ready:
+            failures = self._orchestrator.failure_report()
+            if not failures:
+                waiting = [
+                    s.name
+                    for s in self._orchestrator.snapshots()
+                    if not (s.state.value == "Finished" or s.health.value == "Healthy")
+                ]
+                failures = (
+                    f"not ready after {timeout:g} s: {', '.join(waiting)} still not healthy"
+                )
+            self._error = failures
+            self._phase = "failed"
+            self._write_status()
+            self.stop()
+            raise ResourceStartError(failures)
+        self._phase = "ready"
+        self._write_status()
+        if not quiet:
+            self._reporter.info("all resources are running; press Ctrl-C to stop")
+        return self
+
+    def stop(self) -> None:
+        """Stop every resource (dependents first) and release what the run created."""
+        orch = self._orchestrator
+        if orch is None:
+            return
+        if self._phase != "failed":
+            self._phase = "stopping"
+        self._write_status()
+        try:
+            orch.stop()
+        finally:
+            self._orchestrator = None
+            if self._phase != "failed":
+                self._phase = "stopped"
+            self._write_status()
+            if self._reporter is not None:
+                self._reporter.close()
+
+    def __enter__(self) -> DistributedApplication:
+        if self._orchestrator is None:
+            self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _orch(self) -> Orchestrator:
+        if self._orchestrator is None:
+            raise ApphostError("the application is not running; call start() first")
+        return self._orchestrator
+
+    def snapshots(self) -> list[ResourceSnapshot]:
+        """State, health and endpoint of every resource."""
+        return self._orch().snapshots()
+
+    def connection_string(self, name: str) -> str | None:
+        """The connection string a reference to ``name`` injects (as a host process sees it)."""
+        conn = self._orch().record(name).connection
+        if isinstance(conn, RedisEndpoint):
+            return conn.connection_string()
+        return conn
+
+    def environment_for(self, name: str) -> dict[str, str]:
+        """The variables the resource ``name`` was (or would be) started with, injected part."""
+        orch = self._orch()
+        rec = orch.record(name)
+        return dict(rec.environment) or orch.injected_environment(rec.resource)
+
+    # -- run ----------------------------------------------------------------------------
+    def run(self) -> None:
+        """Run until Ctrl-C or SIGTERM; exit non-zero naming the resource when one fails."""
+        if _pending_command is not None:
+            raise SystemExit(_pending_command(self))
+        stop_requested = threading.Event()
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            stop_requested.set()
+
+        previous = {
+            sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        code = 0
+        try:
+            try:
+                self.start(timeout=None, quiet=False)
+            except ResourceStartError as exc:
+                print(f"apphost: {exc}", file=sys.stderr)
+                raise SystemExit(1) from None
+            except ApphostError as exc:
+                print(f"apphost: {self.masker.mask(str(exc))}", file=sys.stderr)
+                raise SystemExit(1) from None
+            while not stop_requested.wait(0.5):
+                pass
+            assert self._reporter is not None
+            self._reporter.info("stopping…")
+        finally:
+            try:
+                self.stop()
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+        raise SystemExit(code)
+
+    # -- status file --------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """The JSON-ready status of this run, secrets in ``environment`` left in (the file is
+        0600); ``environmentMasked`` is safe to show."""
+        orch = self._orchestrator
+        resources = []
+        if orch is not None:
+            for snap in orch.snapshots():
+                rec = orch.record(snap.name)
+                injected = _injected_for_dependents(rec.connection, rec.http_url, snap.name)
+                item = snap.to_json()
+                item["injects"] = injected
+                item["injectsMasked"] = self.masker.mask_mapping(injected)
+                resources.append(item)
+        return {
+            "app": self.app_name,
+            "appId": self.app_id,
+            "appHost": str(self.builder.app_host_path),
+            "pid": os.getpid(),
+            "phase": self._phase,
+            "error": self.masker.mask(self._error) if self._error else None,
+            "updated": _dt.datetime.now(_dt.timezone.utc).isoformat(),
+            "resources": resources,
+        }
+
+    def _write_status(self) -> None:
+        # Build the status before taking the file lock (it takes the orchestrator's lock, which
+        # state changes hold while calling here), and never write an older one over a newer.
+        with self._status_lock:
+            self._status_seq += 1
+            seq = self._status_seq
+        text = json.dumps(self.status(), indent=2)
+        with self._status_lock:
+            if seq < self._status_written:
+                return
+            self._status_written = seq
+            try:
+                write_private(self.state.status_file, text)
+            except OSError:
+                pass
+
+
+def _injected_for_dependents(
+    connection: RedisEndpoint | str | None, http_url: str | None, name: str
+) -> dict[str, str]:
+    from ..model.connection import connection_string_environment, service_environment
+
+    if isinstance(connection, RedisEndpoint):
+        return connection.environment(name)
+    if isinstance(connection, str):
+        return connection_string_environment(name, connection)
+    if http_url:
+        return service_environment(name, http_url)
+    return {}

@@ -1,0 +1,171 @@
+"""Child processes that never outlive the app host.
+
+Every child starts in its own session (so Ctrl-C in the terminal reaches only the app host, which
+then stops children in order) and, on Linux, with ``PR_SET_PDEATHSIG`` so the kernel kills it
+when the app host dies, even by SIGKILL. The death signal follows the *thread* that forked, so
+all children are forked from one long-lived spawner thread.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
+
+from .base import LineSink
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        return libc.prctl  # type: ignore[no-any-return]
+    except (OSError, AttributeError):
+        return None
+
+
+_prctl = _load_prctl()
+
+
+def _child_setup(parent_pid: int) -> Callable[[], None]:
+    def setup() -> None:
+        if _prctl is not None:
+            _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            if os.getppid() != parent_pid:  # the parent died before prctl took effect
+                os._exit(1)
+
+    return setup
+
+
+class _Spawner:
+    """A single long-lived thread that forks every child (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.Queue[tuple[Callable[[], subprocess.Popen[bytes]], Future[object]]]
+        self._jobs = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def run(self, make: Callable[[], subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._loop, name="apphost-spawner", daemon=True
+                )
+                self._thread.start()
+        fut: Future[object] = Future()
+        self._jobs.put((make, fut))
+        result = fut.result()
+        assert isinstance(result, subprocess.Popen)
+        return result
+
+    def _loop(self) -> None:
+        while True:
+            make, fut = self._jobs.get()
+            try:
+                fut.set_result(make())
+            except BaseException as exc:
+                fut.set_exception(exc)
+
+
+_spawner = _Spawner()
+
+
+class ManagedProcess:
+    """A child process with its output streamed line by line and a two-step stop."""
+
+    def __init__(self, popen: subprocess.Popen[bytes], on_line: LineSink) -> None:
+        self.popen = popen
+        self.pid = popen.pid
+        self._readers = [
+            threading.Thread(
+                target=_pump, args=(stream, name, on_line), daemon=True, name=f"pump-{name}"
+            )
+            for name, stream in (("stdout", popen.stdout), ("stderr", popen.stderr))
+            if stream is not None
+        ]
+        for t in self._readers:
+            t.start()
+
+    def exit_code(self) -> int | None:
+        """The exit code once it has exited (negative: killed by that signal), else None."""
+        return self.popen.poll()
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Wait up to ``timeout`` seconds; return the exit code or None if still running."""
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def join_output(self, timeout: float = 2.0) -> None:
+        """Wait until its output has been read to the end (after it exited)."""
+        for t in self._readers:
+            t.join(timeout)
+
+    def stop(self, grace_seconds: float = 10.0) -> int | None:
+        """SIGTERM its process group, then SIGKILL after ``grace_seconds``; returns the code."""
+        if self.popen.poll() is None:
+            self._signal_group(signal.SIGTERM)
+            if self.wait(grace_seconds) is None:
+                self._signal_group(signal.SIGKILL)
+                self.wait(5)
+        # Whatever the leader left behind in its group goes too.
+        self._signal_group(signal.SIGKILL)
+        self.join_output()
+        return self.popen.poll()
+
+    def _signal_group(self, sig: int) -> None:
+        try:
+            os.killpg(self.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _pump(stream: object, name: str, on_line: LineSink) -> None:
+    assert hasattr(stream, "readline")
+    try:
+        for raw in iter(stream.readline, b""):
+            on_line(name, raw.decode("utf-8", "replace").rstrip("\r\n"))
+    except (OSError, ValueError):
+        pass
+    finally:
+        try:
+            stream.close()  # type: ignore[attr-defined]
+        except OSError:
+            pass
+
+
+def spawn(
+    argv: Sequence[str],
+    cwd: str | os.PathLike[str] | None,
+    env: Mapping[str, str],
+    on_line: LineSink,
+) -> ManagedProcess:
+    """Start ``argv`` as a child that dies with the app host; raises OSError if it cannot."""
+    parent = os.getpid()
+
+    def make() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            list(argv),
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=_child_setup(parent),  # noqa: PLW1509 - forked from one spawner thread
+            close_fds=True,
+        )
+
+    return ManagedProcess(_spawner.run(make), on_line)

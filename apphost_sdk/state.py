@@ -1,0 +1,105 @@
+"""The per-app state directory: generated secrets, run status, and data kept across runs.
+
+``APPHOST_STATE_DIR`` (default ``~/.apphost``) holds one folder per app host. Files that hold
+secrets are written with mode 0600, atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import string
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from .model.names import slug
+
+PASSWORD_ALPHABET = string.ascii_letters + string.digits
+PASSWORD_LENGTH = 22
+
+
+def generate_password(length: int = PASSWORD_LENGTH) -> str:
+    """A password of letters and digits only (StackExchange.Redis strings cannot carry commas)."""
+    return "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(length))
+
+
+def state_root(environ: dict[str, str] | None = None) -> Path:
+    """The folder that holds every app host's state folder."""
+    env = os.environ if environ is None else environ
+    raw = env.get("APPHOST_STATE_DIR")
+    return Path(raw).expanduser() if raw else Path.home() / ".apphost"
+
+
+def app_identity(app_host_path: Path) -> tuple[str, str]:
+    """Return (app name, app id) for an app host file: the folder's name and a stable hash."""
+    resolved = app_host_path.resolve()
+    name = slug(resolved.parent.name if resolved.suffix == ".py" else resolved.name)
+    digest = hashlib.sha256(str(resolved).encode()).hexdigest()[:10]
+    return name, f"{name}-{digest}"
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically with mode 0600."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def read_json(path: Path) -> Any:
+    """Read a JSON file, or return None when it is missing or unreadable."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+class AppState:
+    """One app host's state folder."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._lock = threading.Lock()
+        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            os.chmod(directory, 0o700)
+        except OSError:
+            pass
+
+    @property
+    def secrets_file(self) -> Path:
+        return self.directory / "secrets.json"
+
+    @property
+    def status_file(self) -> Path:
+        """Written by a running app host; read by ``apphost start/status/stop``."""
+        return self.directory / "status.json"
+
+    @property
+    def log_file(self) -> Path:
+        """Output of an app host started in the background by ``apphost start``."""
+        return self.directory / "apphost.log"
+
+    def secret(self, key: str) -> str:
+        """Return the secret kept under ``key``, generating and saving it on first use."""
+        with self._lock:
+            data = read_json(self.secrets_file) or {}
+            value = data.get(key)
+            if not isinstance(value, str) or not value:
+                value = generate_password()
+                data[key] = value
+                write_private(self.secrets_file, json.dumps(data, indent=2, sort_keys=True))
+            return value
