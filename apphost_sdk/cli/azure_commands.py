@@ -1,0 +1,283 @@
+"""``apphost plan | provision | destroy APPHOST.py``: Azure provisioning for pipelines.
+
+Each command receives the built app and its remaining arguments and returns the exit code:
+0 on success, 1 with a one-line reason on stderr when Azure or the configuration says no,
+2 for bad arguments. Progress goes to stderr so stdout stays machine-readable. Secrets (access
+keys, connection strings that carry them) are printed only with ``--show-secrets``; with
+``--format github`` they are masked with ``::add-mask::`` and written to ``$GITHUB_OUTPUT`` /
+``$GITHUB_ENV`` for later steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shlex
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO
+from urllib.parse import quote
+
+from apphost_sdk.errors import ApphostError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class _UsageError(Exception):
+    """Bad command-line arguments."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse would sys.exit(2); we return instead
+        raise _UsageError(f"{self.prog}: {message}")
+
+
+def _parser(command: str) -> argparse.ArgumentParser:
+    parser = _Parser(prog=f"apphost {command}", add_help=True)
+    if command in ("plan", "provision"):
+        parser.add_argument("--json", action="store_true", help="print JSON on stdout")
+    if command == "provision":
+        parser.add_argument(
+            "--format", choices=("text", "json", "env", "github"), default=None, help="output form"
+        )
+        parser.add_argument(
+            "--show-secrets", action="store_true", help="print keys and secret connection strings"
+        )
+    if command == "destroy":
+        parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    return parser
+
+
+def _progress(stream: TextIO) -> Callable[[str, str], None]:
+    def report(resource: str, text: str) -> None:
+        print(f"{resource}: {text}", file=stream, flush=True)
+
+    return report
+
+
+def _setup(app: Any, on_status: Callable[[str, str], None]) -> tuple[Any, list[Any]]:
+    """Build the provisioner and the list of requests for ``app`` (lazy imports)."""
+    from provisioning.app_model import requests_from_app, state_dir_of
+    from provisioning.provisioner import Provisioner
+    from provisioning.settings import ProvisioningSettings
+
+    requests = requests_from_app(app, include_containers=True)
+    settings = ProvisioningSettings.from_configuration(app.configuration, app.app_name)
+    provisioner = Provisioner(settings, state_dir_of(app), app.app_name, on_status=on_status)
+    return provisioner, requests
+
+
+def _run(command: str, argv: Sequence[str], body: Callable[[argparse.Namespace], int]) -> int:
+    try:
+        args = _parser(command).parse_args(list(argv))
+    except _UsageError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
+    try:
+        return body(args)
+    except ApphostError as exc:
+        reason = " ".join(str(exc).split())
+        print(f"apphost {command}: error: {reason}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print(f"apphost {command}: interrupted; run it again to resume", file=sys.stderr)
+        return 130
+
+
+# -- plan ---------------------------------------------------------------------------------------
+def plan(app: Any, argv: Sequence[str]) -> int:
+    """Print what ``provision`` would create, update or leave alone; makes no write."""
+
+    def body(args: argparse.Namespace) -> int:
+        provisioner, requests = _setup(app, _progress(sys.stderr))
+        try:
+            items = provisioner.plan(requests)
+        finally:
+            provisioner.close()
+        if args.json:
+            print(json.dumps({"resources": [i.to_dict() for i in items]}, indent=2))
+        elif not items:
+            print("No Azure resources in this app.")
+        else:
+            for item in items:
+                group = (
+                    f" (and create resource group {item.resource_group})"
+                    if (item.resource_group_action == "create")
+                    else ""
+                )
+                print(
+                    f"{item.resource_name}: {item.action} {item.azure_name} in "
+                    f"{item.resource_group}{group}"
+                )
+                for change in item.changes:
+                    print(f"    {change}")
+        failed = [i for i in items if i.action in ("missing", "failed")]
+        failed += [i for i in items if i.resource_group_action == "missing"]
+        for item in failed:
+            print(
+                f"apphost plan: {item.resource_name}: cannot proceed ({item.action} "
+                f"{item.azure_name} / resource group {item.resource_group})",
+                file=sys.stderr,
+            )
+        return EXIT_FAILED if failed else EXIT_OK
+
+    return _run("plan", argv, body)
+
+
+# -- provision ----------------------------------------------------------------------------------
+def env_prefix(resource: str) -> str:
+    """``my-cache`` -> ``MY_CACHE`` (the connection-property prefix Aspire uses)."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", resource).upper()
+
+
+def connection_variables(outputs: Any) -> list[tuple[str, str, bool]]:
+    """``(name, value, is_secret)`` environment variables a consumer of the cache receives."""
+    prefix = env_prefix(outputs.resource_name)
+    key = outputs.primary_key
+    if key:
+        uri = f"rediss://:{quote(key, safe='')}@{outputs.host_name}:{outputs.ssl_port}"
+    else:
+        uri = f"rediss://{outputs.host_name}:{outputs.ssl_port}"
+    items = [
+        (f"ConnectionStrings__{outputs.resource_name}", outputs.connection_string, bool(key)),
+        (f"{prefix}_HOST", outputs.host_name, False),
+        (f"{prefix}_PORT", str(outputs.ssl_port), False),
+        (f"{prefix}_URI", uri, bool(key)),
+    ]
+    if key:
+        items.append((f"{prefix}_PASSWORD", key, True))
+    return items
+
+
+def _github_outputs(outputs: Any) -> list[tuple[str, str, bool]]:
+    base = re.sub(r"[^A-Za-z0-9_]", "_", outputs.resource_name)
+    items = [
+        (f"{base}_name", outputs.name, False),
+        (f"{base}_resource_id", outputs.resource_id, False),
+        (f"{base}_host_name", outputs.host_name, False),
+        (f"{base}_ssl_port", str(outputs.ssl_port), False),
+        (f"{base}_connection_string", outputs.connection_string, outputs.has_secret),
+    ]
+    if outputs.primary_key:
+        items.append((f"{base}_primary_key", outputs.primary_key, True))
+    return items
+
+
+def _append(path: str, lines: list[str]) -> None:
+    with open(path, "a", encoding="utf-8") as handle:
+        for line in lines:
+            handle.write(line + "\n")
+
+
+def _write_github(results: dict[str, Any]) -> None:
+    output_file = os.environ.get("GITHUB_OUTPUT")
+    env_file = os.environ.get("GITHUB_ENV")
+    if not output_file or not env_file:
+        raise ApphostError(
+            "--format github needs $GITHUB_OUTPUT and $GITHUB_ENV (set by GitHub Actions); "
+            "use --json or --format env elsewhere"
+        )
+    secrets = {
+        value
+        for outputs in results.values()
+        for _, value, secret in [*connection_variables(outputs), *_github_outputs(outputs)]
+        if secret
+    }
+    for secret in sorted(secrets):  # mask before anything could print them
+        print(f"::add-mask::{secret}", flush=True)
+    _append(output_file, [f"{k}={v}" for o in results.values() for k, v, _ in _github_outputs(o)])
+    _append(env_file, [f"{k}={v}" for o in results.values() for k, v, _ in connection_variables(o)])
+    for outputs in results.values():
+        print(
+            f"{outputs.resource_name}: {outputs.host_name}:{outputs.ssl_port} -> outputs "
+            f"{env_prefix(outputs.resource_name).lower()}_* and environment written"
+        )
+
+
+def _print_env(results: dict[str, Any], show_secrets: bool) -> None:
+    for outputs in results.values():
+        for name, value, secret in connection_variables(outputs):
+            if secret and not show_secrets:
+                print(f"# {name} omitted (secret): pass --show-secrets")
+            else:
+                print(f"{name}={shlex.quote(value)}")
+
+
+def _print_text(results: dict[str, Any], show_secrets: bool) -> None:
+    for outputs in results.values():
+        data = outputs.public_dict(show_secrets)
+        print(f"{outputs.resource_name}: {outputs.name} ({data['authentication']})")
+        print(f"    host: {outputs.host_name}:{outputs.ssl_port}")
+        print(f"    resource id: {outputs.resource_id}")
+        print(f"    connection string: {data['connectionString']}")
+
+
+def provision(app: Any, argv: Sequence[str]) -> int:
+    """Provision every Azure resource of the app and print its outputs."""
+
+    def body(args: argparse.Namespace) -> int:
+        fmt = args.format or ("json" if args.json else "text")
+        if args.json and args.format not in (None, "json"):
+            raise _UsageError("--json and --format are exclusive")
+        provisioner, requests = _setup(app, _progress(sys.stderr))
+        try:
+            results = provisioner.provision(requests)
+        finally:
+            provisioner.close()
+        if fmt == "json":
+            data = {name: o.public_dict(args.show_secrets) for name, o in results.items()}
+            print(json.dumps({"resources": data}, indent=2))
+        elif fmt == "env":
+            _print_env(results, args.show_secrets)
+        elif fmt == "github":
+            _write_github(results)
+        else:
+            _print_text(results, args.show_secrets)
+        return EXIT_OK
+
+    def guarded(args: argparse.Namespace) -> int:
+        try:
+            return body(args)
+        except _UsageError as exc:
+            print(f"apphost provision: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+
+    return _run("provision", argv, guarded)
+
+
+# -- destroy ------------------------------------------------------------------------------------
+def destroy(app: Any, argv: Sequence[str]) -> int:
+    """Delete the caches this app created (found by their tags) and wait for the deletions."""
+
+    def body(args: argparse.Namespace) -> int:
+        provisioner, requests = _setup(app, _progress(sys.stderr))
+        try:
+            owned = provisioner.owned_caches(requests)
+            if not owned:
+                print(
+                    f"Nothing to delete: no cache of app {app.app_name!r} in resource group "
+                    f"{provisioner.settings.resource_group}."
+                )
+                return EXIT_OK
+            names = ", ".join(str(c.name) for c in owned)
+            if not args.yes:
+                if not sys.stdin.isatty():
+                    raise ApphostError(f"would delete {names}; pass --yes to confirm")
+                answer = input(f"Delete {names}? [y/N] ").strip().lower()
+                if answer not in ("y", "yes"):
+                    print("Nothing deleted.")
+                    return EXIT_FAILED
+            deleted = provisioner.destroy(requests)
+        finally:
+            provisioner.close()
+        for name in deleted:
+            print(f"Deleted {name}")
+        return EXIT_OK
+
+    return _run("destroy", argv, body)

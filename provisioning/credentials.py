@@ -1,0 +1,175 @@
+"""Azure credentials by ``Azure:CredentialSource``, the emulator's test credential, and the
+signed-in principal read from a token.
+
+The object id of whoever runs the app host is needed for the Entra ID access policy
+assignment; it is the ``oid`` claim of any ARM access token, so we read it from the token we
+already use instead of calling Microsoft Graph.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from typing import Any
+
+import attrs
+
+from .errors import AuthenticationFailedError, ConfigurationError
+from .settings import ProvisioningSettings
+
+ARM_SCOPE = "https://management.azure.com/.default"
+
+#: The fixed test principal the Emulator credential signs in as.
+EMULATOR_OBJECT_ID = "7f3b6a2e-1c4d-4e5f-9a8b-0c1d2e3f4a5b"
+EMULATOR_TENANT_ID = "00000000-0000-4000-8000-00000000e001"
+EMULATOR_ALIAS = "apphost-emulator-user"
+
+
+@attrs.frozen
+class AccessTokenValue:
+    """Shape-compatible with ``azure.core.credentials.AccessToken`` (token, expires_on)."""
+
+    token: str = attrs.field(repr=False)
+    expires_on: int
+
+
+def _b64url(data: dict[str, Any]) -> str:
+    raw = json.dumps(data, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+class EmulatorCredential:
+    """Issues unsigned JWT-shaped tokens for a fixed test principal.
+
+    Only ever handed to a loopback endpoint (``ProvisioningSettings`` refuses otherwise): the
+    token proves nothing, it only lets the emulator and our principal lookup see an ``oid``.
+    ``lifetime`` may be negative to produce an already expired token for tests.
+    """
+
+    def __init__(self, lifetime: float = 3600.0) -> None:
+        self._lifetime = lifetime
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessTokenValue:
+        """Return a fresh token; scopes become the ``aud`` claim."""
+        now = int(time.time())
+        expires = int(now + self._lifetime)
+        audience = scopes[0].removesuffix("/.default") if scopes else "emulator"
+        payload = {
+            "aud": audience,
+            "iss": f"https://sts.windows.net/{EMULATOR_TENANT_ID}/",
+            "iat": now,
+            "nbf": now,
+            "exp": expires,
+            "oid": EMULATOR_OBJECT_ID,
+            "tid": EMULATOR_TENANT_ID,
+            "upn": EMULATOR_ALIAS,
+            "name": "apphost emulator user",
+        }
+        token = f"{_b64url({'alg': 'none', 'typ': 'JWT'})}.{_b64url(payload)}."
+        return AccessTokenValue(token=token, expires_on=expires)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def create_credential(settings: ProvisioningSettings) -> Any:
+    """Build the azure-identity credential named by ``settings.credential_source``."""
+    source = settings.credential_source
+    if source == "Emulator":
+        if not settings.endpoint_is_loopback:
+            raise ConfigurationError(
+                "Azure:CredentialSource=Emulator is only accepted with a loopback endpoint"
+            )
+        return EmulatorCredential()
+
+    import azure.identity as identity
+
+    tenant = settings.tenant_id
+    tenant_kw: dict[str, Any] = {"tenant_id": tenant} if tenant else {}
+    if source == "Default":
+        kw: dict[str, Any] = {"exclude_interactive_browser_credential": True}
+        if tenant:
+            kw.update(
+                shared_cache_tenant_id=tenant,
+                visual_studio_code_tenant_id=tenant,
+                workload_identity_tenant_id=tenant,
+                additionally_allowed_tenants=[tenant],
+            )
+        return identity.DefaultAzureCredential(**kw)
+    if source == "AzureCli":
+        return identity.AzureCliCredential(**tenant_kw)
+    if source == "AzureDeveloperCli":
+        return identity.AzureDeveloperCliCredential(**tenant_kw)
+    if source == "AzurePowerShell":
+        return identity.AzurePowerShellCredential(**tenant_kw)
+    if source == "Environment":
+        return identity.EnvironmentCredential()
+    if source == "WorkloadIdentity":
+        return identity.WorkloadIdentityCredential(**tenant_kw)
+    if source == "ManagedIdentity":
+        return identity.ManagedIdentityCredential()
+    if source == "InteractiveBrowser":
+        return identity.InteractiveBrowserCredential(**tenant_kw)
+    raise ConfigurationError(f"Azure:CredentialSource {source!r} is not supported")
+
+
+def token_scope(settings: ProvisioningSettings) -> str:
+    """The token scope for the management endpoint (sovereign clouds have their own)."""
+    if settings.endpoint_is_loopback:
+        return ARM_SCOPE
+    return settings.resource_manager_endpoint.rstrip("/") + "/.default"
+
+
+@attrs.frozen
+class Principal:
+    """Who runs the app host: the object id used for access policy assignments."""
+
+    object_id: str
+    alias: str
+
+
+def decode_claims(token: str) -> dict[str, Any]:
+    """Decode a JWT's payload without verifying it (we only read our own token's claims)."""
+    parts = token.split(".")
+    if len(parts) < 2:
+        raise ValueError("not a JWT")
+    body = parts[1] + "=" * (-len(parts[1]) % 4)
+    claims = json.loads(base64.urlsafe_b64decode(body.encode()))
+    if not isinstance(claims, dict):
+        raise ValueError("JWT payload is not an object")
+    return claims
+
+
+def current_principal(credential: Any, settings: ProvisioningSettings) -> Principal:
+    """Get an ARM token and return the principal in it; a sign-in failure is a clear error."""
+    try:
+        token = credential.get_token(token_scope(settings)).token
+    except Exception as exc:  # azure-identity raises several types; all mean "cannot sign in"
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise AuthenticationFailedError(
+            f"could not get an Azure token with Azure:CredentialSource="
+            f"{settings.credential_source} ({first_line}); sign in again "
+            "(az login / azd auth login) or choose another CredentialSource"
+        ) from None
+    try:
+        claims = decode_claims(token)
+    except (ValueError, UnicodeDecodeError):
+        raise AuthenticationFailedError(
+            "the Azure token is not a JWT, so the signed-in principal's object id is unknown"
+        ) from None
+    oid = claims.get("oid")
+    if not isinstance(oid, str) or not oid:
+        raise AuthenticationFailedError(
+            "the Azure token carries no 'oid' claim; sign in as a user, service principal "
+            "or managed identity"
+        )
+    alias = next(
+        (
+            str(claims[k])
+            for k in ("upn", "unique_name", "preferred_username", "appid", "name")
+            if claims.get(k)
+        ),
+        oid,
+    )
+    return Principal(object_id=oid, alias=alias)

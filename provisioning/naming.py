@@ -1,0 +1,111 @@
+"""Deterministic, validated Azure names.
+
+Azure Cache for Redis names are global DNS labels (``{name}.redis.cache.windows.net``), so the
+name we create must be stable across runs (re-runs find the same cache) yet unlikely to collide
+with other people's caches. As in Aspire, it is the app resource name without hyphens, ``-``,
+and a suffix derived from the resource group id (which contains the subscription id). The SDK
+does not validate names; we do, before any call, so a bad name never reaches Azure.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import uuid
+
+from .errors import ConfigurationError
+
+#: Aspire's rule for app-model resource names.
+_RESOURCE_NAME = re.compile(r"^[A-Za-z](?:[A-Za-z0-9]|-(?!-))*$")
+#: Azure's rule for Microsoft.Cache/redis names: 1-63 letters, digits, hyphens, alnum ends, no --.
+_CACHE_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9]|-(?!-)){0,62}$")
+_RESOURCE_GROUP = re.compile(r"^[-\w.()]{1,90}$")
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+MAX_CACHE_NAME = 63
+SUFFIX_LENGTH = 13
+
+#: Namespace for the deterministic access policy assignment names.
+_ASSIGNMENT_NAMESPACE = uuid.UUID("3c0d9a53-6c1b-4f43-9c2e-8d7a1f5e0b21")
+
+
+def validate_resource_name(name: str) -> None:
+    """Check an app-model resource name (letters, digits, hyphens, starts with a letter)."""
+    if not name or len(name) > 64 or not _RESOURCE_NAME.match(name) or name.endswith("-"):
+        raise ConfigurationError(
+            f"resource name {name!r} is invalid: use 1-64 letters, digits and single hyphens, "
+            "starting with a letter and not ending with a hyphen"
+        )
+
+
+def validate_cache_name(name: str) -> None:
+    """Check an Azure Cache for Redis name against Azure's rules."""
+    if not name or len(name) > MAX_CACHE_NAME or not _CACHE_NAME.match(name) or name.endswith("-"):
+        raise ConfigurationError(
+            f"Azure cache name {name!r} is invalid: Azure requires 1-63 letters, digits and "
+            "single hyphens, starting and ending with a letter or digit"
+        )
+
+
+def validate_resource_group_name(name: str) -> None:
+    """Check a resource group name: 1-90 letters, digits, ``-_.()``, not ending with ``.``."""
+    if not _RESOURCE_GROUP.match(name) or name.endswith(".") or not name.isascii():
+        raise ConfigurationError(
+            f"resource group name {name!r} is invalid: use 1-90 letters, digits and the "
+            "characters - _ . ( ), not ending with a period (set Azure:ResourceGroup)"
+        )
+
+
+def validate_subscription_id(value: str) -> None:
+    """Subscription ids are GUIDs; anything else is a typo worth catching before a call."""
+    if not _GUID.match(value):
+        raise ConfigurationError(
+            f"Azure:SubscriptionId {value!r} is not a subscription id (a GUID such as "
+            "00000000-0000-0000-0000-000000000000); `az account show --query id` prints yours"
+        )
+
+
+def resource_group_id(subscription_id: str, resource_group: str) -> str:
+    """The ARM id of a resource group."""
+    return f"/subscriptions/{subscription_id}/resourceGroups/{resource_group}"
+
+
+def unique_suffix(*parts: str) -> str:
+    """A 13-character lowercase [a-z2-7] digest of ``parts`` (like Bicep's ``uniqueString``)."""
+    digest = hashlib.sha256("|".join(p.lower() for p in parts).encode()).digest()
+    return base64.b32encode(digest).decode().lower()[:SUFFIX_LENGTH]
+
+
+def cache_name_for(resource_name: str, subscription_id: str, resource_group: str) -> str:
+    """The Azure name of the cache for app resource ``resource_name``.
+
+    ``{resource name without hyphens, lowercased}-{suffix}``, the prefix cut so the whole name
+    fits 63 characters while the suffix stays intact. Raises ConfigurationError when the
+    resource name or the result breaks the rules.
+    """
+    validate_resource_name(resource_name)
+    suffix = unique_suffix(resource_group_id(subscription_id, resource_group))
+    prefix = resource_name.replace("-", "").lower()[: MAX_CACHE_NAME - 1 - SUFFIX_LENGTH]
+    name = f"{prefix}-{suffix}"
+    validate_cache_name(name)
+    return name
+
+
+def generated_resource_group(prefix: str, app_name: str, subscription_id: str) -> str:
+    """``{prefix}-{app}-{8 hex}``: the resource group used when none is configured.
+
+    Deterministic (subscription and app name) so that CI runs on fresh machines find the same
+    group, and ``destroy`` can find what ``provision`` made.
+    """
+    app = re.sub(r"[^A-Za-z0-9_.()-]", "-", app_name).strip("-.") or "app"
+    digest = hashlib.sha256(f"{subscription_id.lower()}|{app_name.lower()}".encode()).hexdigest()
+    name = f"{prefix}-{app}"[: 90 - 9] + f"-{digest[:8]}"
+    validate_resource_group_name(name)
+    return name
+
+
+def access_policy_assignment_name(cache_id: str, object_id: str, policy: str) -> str:
+    """A UUID derived from cache, principal and policy, so re-runs never add a duplicate."""
+    key = f"{cache_id.lower()}|{object_id.lower()}|{policy.lower()}"
+    return str(uuid.uuid5(_ASSIGNMENT_NAMESPACE, key))

@@ -1,0 +1,195 @@
+"""``apphost plan / provision / destroy`` functions, with a stand-in app, against the emulator."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from conftest import Emulator
+
+from apphost_sdk.cli import azure_commands
+from provisioning.arm import create_clients
+from provisioning.credentials import EmulatorCredential
+from provisioning.settings import ProvisioningSettings
+
+
+class AzureRedisResource(SimpleNamespace):
+    """Stand-in with the attributes of apphost_sdk.model.resources.AzureRedisResource."""
+
+
+def cache(name: str, **kw: Any) -> AzureRedisResource:
+    values = dict(
+        is_container=False,
+        use_access_keys=False,
+        existing_name=None,
+        existing_resource_group=None,
+        infrastructure_callbacks=[],
+    )
+    values.update(kw)
+    return AzureRedisResource(name=name, **values)
+
+
+def make_app(emulator: Emulator, tmp_path: Path, *resources: Any, **overrides: str) -> Any:
+    state = tmp_path / "state"
+    state.mkdir(exist_ok=True)
+    return SimpleNamespace(
+        model=SimpleNamespace(resources=list(resources)),
+        configuration=emulator.settings(**overrides),
+        state_dir=state,
+        app_name="shop",
+    )
+
+
+def test_plan_makes_no_write_and_reports_actions(
+    emulator: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = make_app(emulator, tmp_path, cache("cache"), cache("kv", use_access_keys=True))
+    assert azure_commands.plan(app, ["--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)["resources"]
+    assert [(p["resource"], p["action"], p.get("resourceGroupAction")) for p in plan] == [
+        ("cache", "create", "create"),
+        ("kv", "create", "create"),
+    ]
+    assert emulator.writes() == []
+    assert azure_commands.provision(app, []) == 0
+    capsys.readouterr()
+
+    def bigger(spec: Any) -> None:
+        spec.capacity = 2
+
+    app.model.resources[0].infrastructure_callbacks.append(bigger)
+    before = len(emulator.writes())
+    assert azure_commands.plan(app, []) == 0
+    out = capsys.readouterr().out
+    assert "cache: update" in out and "sku: Basic C1 -> Basic C2" in out
+    assert "kv: no-change" in out
+    assert len(emulator.writes()) == before
+
+
+def test_provision_json_hides_secrets_unless_asked(
+    emulator: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = make_app(emulator, tmp_path, cache("cache"), cache("kv", use_access_keys=True))
+    assert azure_commands.provision(app, ["--json"]) == 0
+    captured = capsys.readouterr()
+    data = json.loads(captured.out)["resources"]
+    assert data["kv"]["connectionString"] == "***" and data["kv"]["primaryKey"] == "***"
+    assert data["cache"]["connectionString"].endswith(".redis.cache.windows.net:6380,ssl=true")
+    assert data["cache"]["authentication"] == "entraId"
+    assert "cache: Provisioned" in captured.err
+    assert azure_commands.provision(app, ["--json", "--show-secrets"]) == 0
+    shown = json.loads(capsys.readouterr().out)["resources"]["kv"]
+    assert shown["connectionString"].endswith(f",password={shown['primaryKey']}")
+
+
+def test_provision_env_format(
+    emulator: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = make_app(emulator, tmp_path, cache("my-cache", use_access_keys=True))
+    assert azure_commands.provision(app, ["--format", "env"]) == 0
+    out = capsys.readouterr().out
+    assert "MY_CACHE_HOST=" in out and "MY_CACHE_PORT=6380" in out
+    assert "# ConnectionStrings__my-cache omitted (secret)" in out
+    assert "password=" not in out
+    assert azure_commands.provision(app, ["--format", "env", "--show-secrets"]) == 0
+    shown = capsys.readouterr().out
+    assert "ConnectionStrings__my-cache=" in shown and ",password=" in shown
+
+
+def test_provision_github_format_masks_and_writes_files(
+    emulator: Emulator,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    outputs, env = tmp_path / "gh_output", tmp_path / "gh_env"
+    monkeypatch.setenv("GITHUB_OUTPUT", str(outputs))
+    monkeypatch.setenv("GITHUB_ENV", str(env))
+    app = make_app(emulator, tmp_path, cache("kv", use_access_keys=True))
+    assert azure_commands.provision(app, ["--format", "github"]) == 0
+    out = capsys.readouterr().out
+    lines = dict(line.split("=", 1) for line in outputs.read_text().splitlines())
+    key = lines["kv_primary_key"]
+    assert f"::add-mask::{key}" in out
+    assert out.index("::add-mask::") < out.index("kv:")
+    unmasked = [line for line in out.splitlines() if not line.startswith("::add-mask::")]
+    assert unmasked and not any(key in line for line in unmasked)
+    assert lines["kv_connection_string"].endswith(f",password={key}")
+    assert lines["kv_ssl_port"] == "6380"
+    assert f"KV_PASSWORD={key}" in env.read_text()
+    assert "ConnectionStrings__kv=" in env.read_text()
+
+
+def test_destroy_deletes_only_what_this_app_created(
+    emulator: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = make_app(emulator, tmp_path, cache("cache"), cache("kv", use_access_keys=True))
+    assert azure_commands.provision(app, []) == 0
+    settings = ProvisioningSettings.from_configuration(app.configuration, "shop")
+    clients = create_clients(settings, EmulatorCredential())
+    from azure.mgmt.redis import models
+
+    foreign = models.RedisCreateParameters(
+        location="westus",
+        sku=models.Sku(name="Basic", family="C", capacity=0),
+        tags={"apphost-app": "other-app"},
+    )
+    clients.redis.redis.begin_create(settings.resource_group, "foreign1", foreign, polling=False)
+    untagged = models.RedisCreateParameters(
+        location="westus", sku=models.Sku(name="Basic", family="C", capacity=0)
+    )
+    clients.redis.redis.begin_create(settings.resource_group, "existing1", untagged, polling=False)
+    app.model.resources.append(cache("ref", existing_name="existing1"))
+    capsys.readouterr()
+
+    assert azure_commands.destroy(app, []) == 1  # no --yes and no terminal: refuses
+    assert "pass --yes" in capsys.readouterr().err
+    assert azure_commands.destroy(app, ["--yes"]) == 0
+    out = capsys.readouterr().out
+    left = sorted(
+        c.name for c in clients.redis.redis.list_by_resource_group(settings.resource_group)
+    )
+    assert left == ["existing1", "foreign1"]
+    assert out.count("Deleted ") == 2
+    assert not (app.state_dir / "azure" / "cache.json").exists()
+    assert not (app.state_dir / "azure" / "kv.secrets.json").exists()
+    clients.close()
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        ("expired-token", "sign in again"),
+        ("forbidden,method=PUT", "lacks permission 'Microsoft.Cache/redis/write'"),
+    ],
+)
+def test_failures_exit_nonzero_with_one_line(
+    emulator: Emulator,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    fault: str,
+    expected: str,
+) -> None:
+    emulator.fault(fault)
+    app = make_app(emulator, tmp_path, cache("cache"))
+    assert azure_commands.provision(app, ["--json"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    last = captured.err.strip().splitlines()[-1]
+    assert last.startswith("apphost provision: error: ") and expected in last
+
+
+def test_missing_configuration_and_bad_arguments(
+    emulator: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = make_app(emulator, tmp_path, cache("cache"))
+    app.configuration = type(app.configuration)({})
+    assert azure_commands.plan(app, []) == 1
+    err = capsys.readouterr().err
+    assert "Azure__SubscriptionId" in err and "Azure__Location" in err
+    assert len(err.strip().splitlines()) == 1
+    assert azure_commands.provision(app, ["--format", "xml"]) == 2
+    assert emulator.requests() == []
