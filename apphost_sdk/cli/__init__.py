@@ -1,0 +1,1 @@
+"""The ``apphost`` command line."""

@@ -1,0 +1,121 @@
+"""Running an app host in the background and reading its status file (``apphost start``)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..state import app_identity, read_json, state_root
+
+
+def state_dir_for(app_host: Path) -> Path:
+    """The state folder the app host at ``app_host`` writes to."""
+    _, app_id = app_identity(app_host)
+    return state_root() / app_id
+
+
+def pid_alive(pid: object) -> bool:
+    """True when a process with this pid exists (and is not a zombie)."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def read_status(state_dir: Path) -> dict[str, Any] | None:
+    """The status a running (or finished) app host wrote, or None."""
+    data = read_json(state_dir / "status.json")
+    return data if isinstance(data, dict) else None
+
+
+def running_status(state_dir: Path) -> dict[str, Any] | None:
+    """The status of an app host that is still running, or None."""
+    status = read_status(state_dir)
+    if status and status.get("phase") in ("starting", "ready") and pid_alive(status.get("pid")):
+        return status
+    return None
+
+
+def launch(app_host: Path, extra_args: list[str]) -> subprocess.Popen[bytes]:
+    """Start ``python APPHOST.py`` detached, its output going to the state folder's log."""
+    state_dir = state_dir_for(app_host)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    (state_dir / "status.json").unlink(missing_ok=True)
+    log = open(state_dir / "apphost.log", "wb")  # noqa: SIM115 - handed to the child
+    try:
+        return subprocess.Popen(
+            [sys.executable, str(app_host), *extra_args],
+            cwd=app_host.parent,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "APPHOST_DETACHED": "1"},
+        )
+    finally:
+        log.close()
+
+
+def wait_ready(
+    proc: subprocess.Popen[bytes], state_dir: Path, timeout: float
+) -> tuple[bool, dict[str, Any] | None, str]:
+    """Wait until the background app host is ready, failed, exited or timed out.
+
+    Returns (ready, last status, reason when not ready).
+    """
+    deadline = time.monotonic() + timeout
+    status: dict[str, Any] | None = None
+    while time.monotonic() < deadline:
+        status = read_status(state_dir)
+        if status and status.get("pid") == proc.pid:
+            if status.get("phase") == "ready":
+                return True, status, ""
+            if status.get("phase") == "failed":
+                proc.wait(30)
+                return False, status, str(status.get("error") or "the app failed to start")
+        if proc.poll() is not None:
+            return False, status, f"the app host exited with code {proc.returncode}"
+        time.sleep(0.02)
+    stop_pid(proc.pid, 30)
+    return False, status, f"not ready after {timeout:g} s (stopped it)"
+
+
+def stop_pid(pid: int, timeout: float) -> bool:
+    """SIGTERM the app host and wait for it to exit (SIGKILL after ``timeout``)."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return True
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            return True
+        time.sleep(0.05)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    return False
+
+
+def log_tail(state_dir: Path, lines: int = 15) -> str:
+    """The last lines of the background app host's output."""
+    try:
+        text = (state_dir / "apphost.log").read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])

@@ -1,0 +1,246 @@
+"""``apphost``: run, start, stop and inspect app hosts; provision and destroy Azure resources."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import runpy
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import ApphostError
+
+USAGE = """apphost COMMAND [APPHOST.py] [options]
+
+commands:
+  run APPHOST.py         run the app in the foreground until Ctrl-C (same as python APPHOST.py)
+  start APPHOST.py       start it in the background; exit 0 once every resource is healthy
+  stop APPHOST.py        stop an app started with `apphost start`
+  status [APPHOST.py]    show the resources of running app hosts
+  down [APPHOST.py]      remove containers, networks (and with --volumes, volumes) it created
+  plan APPHOST.py        show which Azure resources would be created, updated or left alone
+  provision APPHOST.py   provision the app's Azure resources and print their outputs
+  destroy APPHOST.py     delete the Azure resources this app created
+"""
+
+
+def _app_host(value: str) -> Path:
+    path = Path(value).expanduser()
+    if path.is_dir():
+        path = path / "apphost.py"
+    if not path.is_file():
+        raise ApphostError(f"{value}: no such app host file (give the path to your apphost.py)")
+    return path.resolve()
+
+
+def _run_path(app_host: Path, args: Sequence[str]) -> int:
+    """Run the app host file as ``__main__`` with ``args`` as its arguments."""
+    old_argv, old_path = sys.argv, list(sys.path)
+    sys.argv = [str(app_host), *args]
+    sys.path.insert(0, str(app_host.parent))
+    try:
+        runpy.run_path(str(app_host), run_name="__main__")
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        sys.argv, sys.path[:] = old_argv, old_path
+    return 0
+
+
+def _with_model(app_host: Path, command: Callable[[Any], int], args: Sequence[str]) -> int:
+    """Run the app host so that ``builder.build().run()`` hands the built app to ``command``."""
+    from ..orchestration.app import set_pending_command
+
+    called: list[bool] = []
+
+    def run_command(app: Any) -> int:
+        called.append(True)
+        return command(app)
+
+    set_pending_command(run_command)
+    try:
+        code = _run_path(app_host, args)
+    finally:
+        set_pending_command(None)
+    if not called:
+        raise ApphostError(f"{app_host} never called builder.build().run(); end it with that call")
+    return code
+
+
+def _masked_resources(status: dict[str, Any], show_secrets: bool) -> list[dict[str, Any]]:
+    out = []
+    for r in status.get("resources", []):
+        item = {k: v for k, v in r.items() if k not in ("injects", "injectsMasked")}
+        item["environment"] = r.get("injects") if show_secrets else r.get("injectsMasked")
+        out.append(item)
+    return out
+
+
+def _public_status(status: dict[str, Any], show_secrets: bool) -> dict[str, Any]:
+    return {
+        "app": status.get("app"),
+        "appHost": status.get("appHost"),
+        "pid": status.get("pid"),
+        "phase": status.get("phase"),
+        "error": status.get("error"),
+        "resources": _masked_resources(status, show_secrets),
+    }
+
+
+def _print_table(status: dict[str, Any]) -> None:
+    print(f"{status.get('app')} (pid {status.get('pid')}, {status.get('phase')}): {status.get('appHost')}")
+    for r in status.get("resources", []):
+        health = r.get("health") if r.get("health") != "Unknown" else ""
+        print(
+            f"  {r['name']:<20} {r.get('kind', ''):<14} {r['state']:<14} {health:<10} "
+            f"{r.get('endpoint') or ''}"
+        )
+
+
+def cmd_start(ns: argparse.Namespace, rest: list[str]) -> int:
+    from . import background
+
+    app_host = _app_host(ns.apphost)
+    state_dir = background.state_dir_for(app_host)
+    status = background.running_status(state_dir)
+    if status is None:
+        proc = background.launch(app_host, rest)
+        ready, status, reason = background.wait_ready(proc, state_dir, ns.timeout)
+        if not ready:
+            print(f"apphost start: {reason}", file=sys.stderr)
+            tail = background.log_tail(state_dir)
+            if tail:
+                print(f"last lines of {state_dir / 'apphost.log'}:\n{tail}", file=sys.stderr)
+            return 1
+    elif not ns.json:
+        print(f"already running (pid {status.get('pid')})")
+    assert status is not None
+    if ns.json:
+        print(json.dumps(_public_status(status, ns.show_secrets), indent=2))
+    else:
+        _print_table(status)
+    return 0
+
+
+def cmd_stop(ns: argparse.Namespace, rest: list[str]) -> int:
+    from . import background
+
+    app_host = _app_host(ns.apphost)
+    status = background.running_status(background.state_dir_for(app_host))
+    if status is None:
+        print(f"{app_host} is not running")
+        return 0
+    clean = background.stop_pid(int(status["pid"]), ns.timeout)
+    print(f"stopped {status.get('app')} (pid {status['pid']})" + ("" if clean else " by SIGKILL"))
+    return 0
+
+
+def cmd_status(ns: argparse.Namespace, rest: list[str]) -> int:
+    from ..state import state_root
+    from . import background
+
+    if ns.apphost:
+        dirs = [background.state_dir_for(_app_host(ns.apphost))]
+    else:
+        root = state_root()
+        dirs = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    statuses = [s for d in dirs if (s := background.running_status(d)) is not None]
+    if ns.json:
+        print(json.dumps([_public_status(s, ns.show_secrets) for s in statuses], indent=2))
+    elif not statuses:
+        print("no app host is running")
+    else:
+        for s in statuses:
+            _print_table(s)
+    return 0
+
+
+def cmd_down(ns: argparse.Namespace, rest: list[str]) -> int:
+    from ..runtimes.cleanup import down
+    from ..state import app_identity
+
+    if not ns.apphost and not ns.all:
+        raise ApphostError("apphost down: give APPHOST.py, or --all for every app")
+    app_id = None if ns.all else app_identity(_app_host(ns.apphost))[1]
+    removed = down(app_id, ns.volumes, print)
+    print(f"removed {len(removed)} item(s)" if removed else "nothing to remove")
+    return 0
+
+
+def _azure(name: str) -> Callable[[argparse.Namespace, list[str]], int]:
+    def run(ns: argparse.Namespace, rest: list[str]) -> int:
+        from . import azure_commands
+
+        command = getattr(azure_commands, name)
+        return _with_model(_app_host(ns.apphost), lambda app: command(app, rest), [])
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="apphost", usage=USAGE, add_help=True)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run in the foreground")
+    p.add_argument("apphost")
+
+    p = sub.add_parser("start", help="start in the background and wait until healthy")
+    p.add_argument("apphost")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS")
+    p.add_argument("--show-secrets", action="store_true", help="print secret values as they are")
+
+    p = sub.add_parser("stop", help="stop an app started with `apphost start`")
+    p.add_argument("apphost")
+    p.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS")
+
+    p = sub.add_parser("status", help="show running app hosts")
+    p.add_argument("apphost", nargs="?")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--show-secrets", action="store_true")
+
+    p = sub.add_parser("down", help="remove what the SDK created in the container engine")
+    p.add_argument("apphost", nargs="?")
+    p.add_argument("--all", action="store_true", help="for every app, not one")
+    p.add_argument("--volumes", action="store_true", help="also persistent containers and volumes")
+
+    for name in ("plan", "provision", "destroy"):
+        p = sub.add_parser(name, help=f"{name} Azure resources (see `apphost {name} X -- --help`)")
+        p.add_argument("apphost")
+    return parser
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, list[str]], int]] = {
+    "start": cmd_start,
+    "stop": cmd_stop,
+    "status": cmd_status,
+    "down": cmd_down,
+    "plan": _azure("plan"),
+    "provision": _azure("provision"),
+    "destroy": _azure("destroy"),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``apphost`` console script and ``python -m apphost_sdk``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if args and args[0] == "run":
+        # Everything after the file belongs to the app host (configuration overrides).
+        if len(args) < 2:
+            parser.error("run needs the path of an app host file")
+        try:
+            return _run_path(_app_host(args[1]), args[2:])
+        except ApphostError as exc:
+            print(f"apphost run: {exc}", file=sys.stderr)
+            return 1
+    ns, rest = parser.parse_known_args(args)
+    try:
+        return COMMANDS[ns.command](ns, rest)
+    except ApphostError as exc:
+        print(f"apphost {ns.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

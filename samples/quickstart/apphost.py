@@ -1,0 +1,17 @@
+"""Quick start: a local Redis (standing in for Azure Cache for Redis) and a Python web API.
+
+Run it with ``apphost run samples/quickstart/apphost.py`` (or ``python apphost.py``), or in the
+background with ``apphost start samples/quickstart/apphost.py --json``.
+"""
+
+from apphost_sdk import DistributedApplication
+
+builder = DistributedApplication.create_builder()
+
+cache = builder.add_azure_redis("cache").run_as_container()
+
+builder.add_python_app("api", "api", "app.py").with_http_endpoint(env="PORT").with_http_health_check("/health").with_reference(
+    cache
+).wait_for(cache)
+
+builder.build().run()

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The project's test command (README): installs and starts everything the tests need on a fresh
+# Debian machine (redis-server, Docker engine, a local Redis image, Python deps), then runs
+# ruff, mypy and pytest. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+[ "$(id -u)" = "0" ] || SUDO="sudo -n"
+
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v redis-benchmark >/dev/null 2>&1 || missing+=(redis-tools)
+command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "== installing ${missing[*]} (Debian packages)"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+echo "== container engine"
+sh tests/support/start_dockerd.sh
+sh tests/support/build_redis_image.sh
+
+echo "== python environment (.venv)"
+PY="${PYTHON:-python3}"
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev,embedded,entraid,tracing]'
+
+echo "== ruff"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+echo "== mypy"
+.venv/bin/mypy
+echo "== pytest"
+.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
