@@ -1,0 +1,875 @@
+"""The ``docker`` runtime: Redis resources as containers through the Docker Engine API.
+
+Also drives Podman through its Docker-compatible API. The ``docker`` package is imported lazily
+(by ``engines``) so that ``import apphost_sdk`` stays fast and works without it.
+
+What it guarantees (issue 3):
+
+- everything it creates carries ``apphost-sdk.*`` labels (app id, resource, session, creator pid
+  and process start time, lifetime, configuration hash; environment variable NAMES only);
+- containers are created, then started; a failed start removes the created container;
+- ports are published on 127.0.0.1 only; a fixed port that is taken is reported before create;
+- the Redis password travels only in ``REDIS_PASSWORD`` and is expanded by ``/bin/sh -c``, so it
+  never appears in the container's argument list, labels, logs or errors;
+- persistent containers are reused while their configuration hash matches (same password, same
+  host port; a stopped one is restarted, not recreated) and recreated, saying which setting
+  changed, otherwise;
+- one network per run, with each resource's name as DNS alias;
+- session containers and the run's network are removed on stop/close, and what a dead app host
+  left behind is removed by ``cleanup_orphans``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import shlex
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from ..errors import ImageUnavailableError, ResourceStartError
+from .base import ContainerHandle, ContainerRuntime, ContainerSpec, LineSink
+from .engines import Engine
+from .health import free_port
+
+log = logging.getLogger(__name__)
+
+LABEL_PREFIX = "apphost-sdk."
+MANAGED = LABEL_PREFIX + "managed"
+APP_ID = LABEL_PREFIX + "app-id"
+APP_NAME = LABEL_PREFIX + "app-name"
+RESOURCE = LABEL_PREFIX + "resource"
+SESSION = LABEL_PREFIX + "session"
+CREATOR_PID = LABEL_PREFIX + "creator-pid"
+CREATOR_START = LABEL_PREFIX + "creator-start"
+CREATOR_HOST = LABEL_PREFIX + "creator-host"
+LIFETIME = LABEL_PREFIX + "lifetime"
+CONFIG_HASH = LABEL_PREFIX + "config-hash"
+CONFIG = LABEL_PREFIX + "config"
+ENV_NAMES = LABEL_PREFIX + "env-names"
+HOST_PORT = LABEL_PREFIX + "host-port"
+KIND = LABEL_PREFIX + "kind"
+
+#: Where Redis keeps its data inside the container.
+DATA_DIR = "/data"
+#: How often (seconds) pull progress is reported per image.
+PROGRESS_INTERVAL = 1.0
+#: Attempts at a dynamically chosen port when another process grabs it first.
+PORT_ATTEMPTS = 3
+
+Announce = Callable[[str], None]
+
+
+# --------------------------------------------------------------------------- creator identity
+
+
+def process_start_time(pid: int) -> str:
+    """The start time of ``pid`` (field 22 of ``/proc/PID/stat``, clock ticks since boot).
+
+    Together with the pid it identifies a process: a reused pid has a different start time.
+    Returns ``""`` where ``/proc`` does not exist (then only the pid is compared).
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    # The command name (field 2) is in parentheses and may contain spaces: split after it.
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return fields[19] if len(fields) > 19 else ""
+
+
+def creator_alive(labels: Mapping[str, str]) -> bool:
+    """True when the app host that created a labelled object is still running.
+
+    Objects created on another machine (a remote engine) are always considered alive: their
+    pids mean nothing here.
+    """
+    if labels.get(CREATOR_HOST, socket.gethostname()) != socket.gethostname():
+        return True
+    try:
+        pid = int(labels.get(CREATOR_PID, ""))
+    except ValueError:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by someone else
+    recorded = labels.get(CREATOR_START, "")
+    return not recorded or recorded == process_start_time(pid)
+
+
+def creator_labels() -> dict[str, str]:
+    """Labels identifying this process as the creator (pid, start time, host)."""
+    pid = os.getpid()
+    return {
+        CREATOR_PID: str(pid),
+        CREATOR_START: process_start_time(pid),
+        CREATOR_HOST: socket.gethostname(),
+    }
+
+
+# --------------------------------------------------------------------------- naming and labels
+
+
+def _docker_name(*parts: str) -> str:
+    """A valid container/network/volume name from parts (``[a-zA-Z0-9][a-zA-Z0-9_.-]*``)."""
+    raw = "-".join(p for p in parts if p)
+    cleaned = "".join(c if c.isascii() and (c.isalnum() or c in "_.-") else "-" for c in raw)
+    cleaned = cleaned.strip("-_.") or "apphost"
+    return cleaned[:128]
+
+
+def container_name(spec: ContainerSpec) -> str:
+    """Session containers are unique per run; a persistent one is stable per app and resource."""
+    suffix = spec.app_id[:8] if spec.lifetime == "persistent" else spec.session_id[:8]
+    return _docker_name(spec.app_name, spec.resource_name, suffix)
+
+
+def network_name(app_name: str, session_id: str) -> str:
+    """The run's network."""
+    return _docker_name("apphost", app_name, session_id[:8])
+
+
+def volume_name(spec: ContainerSpec) -> str | None:
+    """The data volume: None for none, a derived name for ``""``, else the given name."""
+    if spec.data_volume is None:
+        return None
+    if spec.data_volume:
+        return spec.data_volume
+    return _docker_name(spec.app_name, spec.app_id[:8], spec.resource_name, "data")
+
+
+def stored_config(spec: ContainerSpec) -> dict[str, object]:
+    """``spec.config_fields()`` as kept in a label: secret-derived fields re-hashed with the app id.
+
+    The fields are already hashes, but a weak password's unsalted hash could be guessed; salting
+    with the app id keeps the label useful only for comparison.
+    """
+    import hashlib
+
+    fields = dict(spec.config_fields())
+
+    def salted(value: object) -> str:
+        return hashlib.sha256(f"{spec.app_id}:{json.dumps(value)}".encode()).hexdigest()[:12]
+
+    if fields.get("password") is not None:
+        fields["password"] = salted(fields["password"])
+    env = fields.get("environment")
+    if isinstance(env, dict):
+        fields["environment"] = {k: salted(v) for k, v in env.items()}
+    return fields
+
+
+def changed_fields(old_label: str | None, spec: ContainerSpec) -> list[str]:
+    """The names of settings that differ between a container's config label and ``spec``."""
+    try:
+        old = json.loads(old_label or "")
+    except ValueError:
+        old = None
+    if not isinstance(old, dict):
+        return ["configuration (the container has no readable configuration label)"]
+    new = stored_config(spec)
+    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+
+
+def resource_labels(spec: ContainerSpec, host_port: int) -> dict[str, str]:
+    """Every label of a resource's container. Environment values never enter a label."""
+    return {
+        MANAGED: "true",
+        KIND: "container",
+        APP_ID: spec.app_id,
+        APP_NAME: spec.app_name,
+        RESOURCE: spec.resource_name,
+        SESSION: spec.session_id,
+        LIFETIME: spec.lifetime,
+        CONFIG_HASH: spec.config_hash(),
+        CONFIG: json.dumps(stored_config(spec), sort_keys=True),
+        ENV_NAMES: ",".join(sorted(spec.environment)),
+        HOST_PORT: str(host_port),
+        **creator_labels(),
+    }
+
+
+def redis_command(spec: ContainerSpec) -> str:
+    """The ``/bin/sh -c`` script: ``exec redis-server --requirepass "$REDIS_PASSWORD" ...``.
+
+    The password is expanded by the shell from the environment, so it is never an argument the
+    engine records. ``exec`` makes redis-server PID 1 so it receives the stop signal directly and
+    saves its data. ``--protected-mode no`` matches the official image's entrypoint (connections
+    arrive through the published port, not from loopback).
+    """
+    parts = ["exec", "redis-server"]
+    if spec.password:
+        parts.append('--requirepass "$REDIS_PASSWORD"')
+    parts += ["--protected-mode", "no"]
+    if spec.data_volume is not None or spec.bind_mount:
+        parts += ["--dir", DATA_DIR]
+    parts += [shlex.quote(a) for a in spec.redis_args()]
+    return " ".join(parts)
+
+
+def port_is_listened(port: int, host: str = "127.0.0.1") -> bool:
+    """True when something listens on host:port (SO_REUSEADDR ignores TIME_WAIT leftovers)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+        return False
+
+
+def _is_port_error(message: str) -> bool:
+    return any(
+        hint in message
+        for hint in ("port is already allocated", "address already in use", "bind: ")
+    )
+
+
+def _api_message(exc: BaseException) -> str:
+    """The engine's own explanation from an ``APIError``, else the exception text."""
+    explanation = getattr(exc, "explanation", None)
+    text = str(explanation if explanation else exc)
+    return text.strip().splitlines()[0][:300] if text.strip() else type(exc).__name__
+
+
+# --------------------------------------------------------------------------- log streaming
+
+
+class _LogPump:
+    """Reads one container's stdout and stderr on two threads and hands lines to ``on_line``."""
+
+    def __init__(self, api: Any, container_id: str, on_line: LineSink, tail: str | int) -> None:
+        self._api = api
+        self._streams: list[Any] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self.threads = [
+            threading.Thread(
+                target=self._pump,
+                args=(container_id, name, on_line, tail),
+                name=f"apphost-logs-{container_id[:12]}-{name}",
+                daemon=True,
+            )
+            for name in ("stdout", "stderr")
+        ]
+        for t in self.threads:
+            t.start()
+
+    def _pump(self, container_id: str, name: str, on_line: LineSink, tail: str | int) -> None:
+        try:
+            stream = self._api.logs(
+                container_id,
+                stdout=name == "stdout",
+                stderr=name == "stderr",
+                stream=True,
+                follow=True,
+                tail=tail,
+            )
+        except Exception as exc:  # the container may already be gone
+            log.debug("log stream %s of %s not opened: %s", name, container_id[:12], exc)
+            return
+        with self._lock:
+            if self._closed:
+                _close_quietly(stream)
+                return
+            self._streams.append(stream)
+        for line in _lines(stream):
+            try:
+                on_line(name, line)
+            except Exception:  # a failing sink must not kill the reader
+                log.exception("log sink failed")
+
+    def running(self) -> bool:
+        """True while a stream is still open (the container has not stopped)."""
+        return any(t.is_alive() for t in self.threads)
+
+    def close(self, wait: float = 1.0) -> None:
+        """Close the streams and wait briefly for the threads."""
+        with self._lock:
+            self._closed = True
+            streams = list(self._streams)
+        for s in streams:
+            _close_quietly(s)
+        deadline = time.monotonic() + wait
+        for t in self.threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+
+
+def _close_quietly(stream: Any) -> None:
+    with contextlib.suppress(Exception):
+        stream.close()
+
+
+def _lines(chunks: Any) -> Iterator[str]:
+    """Split a stream of raw byte chunks into decoded lines (the last one even without ``\\n``)."""
+    buffer = b""
+    try:
+        for chunk in chunks:
+            buffer += chunk
+            *complete, buffer = buffer.split(b"\n")
+            for raw in complete:
+                yield raw.rstrip(b"\r").decode("utf-8", "replace")
+    except Exception as exc:  # closed under us at shutdown, or the engine went away
+        log.debug("log stream ended: %s", exc)
+    if buffer:
+        yield buffer.decode("utf-8", "replace")
+
+
+# --------------------------------------------------------------------------- the run network
+
+
+class _Attachment:
+    """Joins a started container to the run's network under its resource name, on a thread."""
+
+    #: Seconds to wait for the join before giving up.
+    TIMEOUT = 60.0
+
+    def __init__(self, runtime: DockerRuntime, container_id: str, network: str, alias: str):
+        self._error: str | None = None
+        self._what = f"container {container_id[:12]} -> network {network} as {alias!r}"
+        self._thread = threading.Thread(
+            target=self._run,
+            args=(runtime, container_id, network, alias),
+            name=f"apphost-attach-{alias}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def _run(self, runtime: DockerRuntime, container_id: str, network: str, alias: str) -> None:
+        try:
+            runtime.attach(container_id, network, alias)
+        except Exception as exc:
+            self._error = _api_message(exc)
+
+    def wait(self, raise_error: bool = True) -> None:
+        """Wait for the join; raise ``ResourceStartError`` when it failed (if asked)."""
+        self._thread.join(self.TIMEOUT)
+        if not raise_error:
+            return
+        if self._thread.is_alive():
+            raise ResourceStartError(f"{self._what}: the engine did not answer in time")
+        if self._error is not None:
+            raise ResourceStartError(f"{self._what} failed: {self._error}")
+
+
+# --------------------------------------------------------------------------- the handle
+
+
+class DockerHandle(ContainerHandle):
+    """A started Redis container: where to reach it and how to stop it."""
+
+    def __init__(
+        self,
+        runtime: DockerRuntime,
+        spec: ContainerSpec,
+        container_id: str,
+        host_port: int,
+        pump: _LogPump,
+        attach: _Attachment,
+        *,
+        reused: bool = False,
+        changed: Sequence[str] = (),
+    ) -> None:
+        self._runtime = runtime
+        self._spec = spec
+        self._pump = pump
+        self._attachment = attach
+        self._exit_code: int | None = None
+        self._stopped = False
+        self.container_id = container_id
+        self.resource_name = spec.resource_name
+        self.host = "127.0.0.1"
+        self.host_port = host_port
+        self.network_port = spec.target_port
+        self.lifetime = spec.lifetime
+        #: True when an existing persistent container was reused (started or already running).
+        self.reused = reused
+        #: The settings whose change made a persistent container be recreated.
+        self.changed = tuple(changed)
+
+    @property
+    def network_host(self) -> str | None:
+        """The resource name, the container's DNS alias on the run's network.
+
+        The container joins that network right after it starts, on a background thread (the
+        join is slow on some engines and host processes never need it); reading this waits for
+        the join, so whoever hands the name to another container can rely on it.
+        """
+        self._attachment.wait()
+        return self.resource_name
+
+    @network_host.setter
+    def network_host(self, value: str | None) -> None:
+        raise AttributeError("network_host is the resource name and cannot be set")
+
+    def describe(self) -> str:
+        """E.g. ``container 1a2b3c4d5e6f``."""
+        return f"container {self.container_id[:12]}"
+
+    def exit_code(self) -> int | None:
+        """None while the container runs; its exit code once it has stopped.
+
+        Cheap while running: the log streams end when the container stops, and only then is
+        the engine asked for the code.
+        """
+        if self._exit_code is not None:
+            return self._exit_code
+        if self._pump.running() and not self._stopped:
+            return None
+        try:
+            state = self._runtime.api.inspect_container(self.container_id)["State"]
+        except Exception:
+            return -1 if self._stopped else None
+        if state.get("Running"):
+            return None
+        self._exit_code = int(state.get("ExitCode", -1))
+        return self._exit_code
+
+    def stop(self, grace_seconds: float = 10.0) -> None:
+        """SIGTERM, SIGKILL after the grace period; remove a session container, keep a persistent
+        one (stopped, detached from the run's network)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._attachment.wait(raise_error=False)
+        code = self._runtime.stop_container(self.container_id, self._spec, grace_seconds)
+        if self._exit_code is None:
+            self._exit_code = code
+        self._pump.close()
+        self._runtime.forget(self)
+
+
+# --------------------------------------------------------------------------- the runtime
+
+
+class DockerRuntime(ContainerRuntime):
+    """Redis resources as containers on a Docker (or Podman) engine."""
+
+    def __init__(self, engine: Engine, announce: Announce | None = None) -> None:
+        self.engine = engine
+        self.name = engine.kind
+        self.api = engine.client.api
+        self._announce: Announce = (
+            announce if announce is not None else (lambda line: log.info("%s", line))
+        )
+        self._lock = threading.Lock()
+        self._networks: dict[tuple[str, str], str] = {}
+        self._images_ready: set[str] = set()
+        self._handles: list[DockerHandle] = []
+
+    # ---- description and set-up
+
+    def describe(self) -> str:
+        """E.g. ``docker engine 20.10.24 (API 1.41) at unix:///var/run/docker.sock (...)``."""
+        return self.engine.describe()
+
+    def prepare(self, specs: Sequence[ContainerSpec], progress: Callable[[str], None]) -> None:
+        """Pull every missing image in parallel (with progress), then create the run's network."""
+        refs = sorted({s.image_ref for s in specs})
+        missing = [r for r in refs if not self._image_present(r)]
+        if missing:
+            progress(f"pulling {len(missing)} image(s): {', '.join(missing)}")
+            with ThreadPoolExecutor(max_workers=min(8, len(missing))) as pool:
+                failures = [
+                    e
+                    for e in pool.map(lambda r: self._pull_collect(r, progress), missing)
+                    if e is not None
+                ]
+            if failures:
+                raise ImageUnavailableError("\n".join(str(f) for f in failures))
+        for s in specs:
+            self._ensure_network(s.app_name, s.app_id, s.session_id)
+
+    def _image_present(self, ref: str) -> bool:
+        if ref in self._images_ready:
+            return True
+        import docker
+
+        try:
+            self.api.inspect_image(ref)
+        except docker.errors.ImageNotFound:
+            return False
+        except docker.errors.NotFound:
+            return False
+        self._images_ready.add(ref)
+        return True
+
+    def _pull_collect(
+        self, ref: str, progress: Callable[[str], None]
+    ) -> ImageUnavailableError | None:
+        try:
+            self.pull(ref, progress)
+        except ImageUnavailableError as exc:
+            return exc
+        return None
+
+    def pull(self, ref: str, progress: Callable[[str], None]) -> None:
+        """Pull one image, reporting progress; errors inside the stream are detected."""
+        repository, tag = _split_ref(ref)
+        try:
+            events = self.api.pull(repository, tag=tag, stream=True, decode=True)
+            _follow_pull(ref, events, progress)
+        except ImageUnavailableError:
+            raise
+        except Exception as exc:
+            raise _image_error(ref, _api_message(exc)) from None
+        self._images_ready.add(ref)
+        progress(f"pulled {ref}")
+
+    def _ensure_network(self, app_name: str, app_id: str, session_id: str) -> str:
+        """Create the run's network once (labelled like the containers); returns its name."""
+        key = (app_id, session_id)
+        with self._lock:
+            if key in self._networks:
+                return self._networks[key]
+            name = network_name(app_name, session_id)
+            labels = {
+                MANAGED: "true",
+                KIND: "network",
+                APP_ID: app_id,
+                APP_NAME: app_name,
+                SESSION: session_id,
+                LIFETIME: "session",
+                **creator_labels(),
+            }
+            import docker
+
+            try:
+                self.api.create_network(name, driver="bridge", labels=labels)
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409:
+                    raise
+            self._networks[key] = name
+            return name
+
+    # ---- start
+
+    def start(self, spec: ContainerSpec, on_line: LineSink) -> DockerHandle:
+        """Start (or reuse, when persistent) the resource's container and stream its logs."""
+        try:
+            if not self._image_present(spec.image_ref):
+                self.pull(spec.image_ref, lambda line: on_line("stderr", line))
+            network = self._ensure_network(spec.app_name, spec.app_id, spec.session_id)
+            if spec.lifetime == "persistent":
+                handle = self._start_persistent(spec, network, on_line)
+            else:
+                handle = self._create_and_start(spec, network, on_line, spec.host_port)
+        except (ResourceStartError, ImageUnavailableError):
+            raise
+        except Exception as exc:
+            raise ResourceStartError(
+                f"resource {spec.resource_name!r}: the container engine refused it: "
+                f"{_api_message(exc)}"
+            ) from None
+        with self._lock:
+            self._handles.append(handle)
+        return handle
+
+    def _check_fixed_port(self, spec: ContainerSpec, port: int) -> None:
+        """Fail before creating anything when a fixed host port is taken."""
+        if port_is_listened(port):
+            raise ResourceStartError(
+                f"resource {spec.resource_name!r}: host port {port} on 127.0.0.1 is already in "
+                f"use; stop what listens there or choose another port with with_host_port(...)"
+            )
+
+    def _create_and_start(
+        self,
+        spec: ContainerSpec,
+        network: str,
+        on_line: LineSink,
+        fixed_port: int | None,
+        changed: Sequence[str] = (),
+    ) -> DockerHandle:
+        """Create, then start; a dynamic port lost to a race is retried with a fresh one."""
+        if fixed_port is not None:
+            self._check_fixed_port(spec, fixed_port)
+        volume = self._ensure_volume(spec)
+        last_error = ""
+        for _ in range(PORT_ATTEMPTS if fixed_port is None else 1):
+            port = fixed_port if fixed_port is not None else free_port()
+            container_id = self._create(spec, port, volume)
+            try:
+                self.api.start(container_id)
+            except Exception as exc:
+                self._remove(container_id)
+                last_error = _api_message(exc)
+                if fixed_port is None and _is_port_error(last_error):
+                    continue
+                raise ResourceStartError(
+                    f"resource {spec.resource_name!r}: its container did not start "
+                    f"(removed): {last_error}"
+                ) from None
+            attach = _Attachment(self, container_id, network, spec.resource_name)
+            pump = _LogPump(self.api, container_id, on_line, "all")
+            return DockerHandle(self, spec, container_id, port, pump, attach, changed=changed)
+        raise ResourceStartError(
+            f"resource {spec.resource_name!r}: no free host port could be published: {last_error}"
+        )
+
+    def _create(self, spec: ContainerSpec, port: int, volume: str | None) -> str:
+        """Create (not start) the container on the engine's default bridge.
+
+        Ports are published there; the run's network is joined after the start (see
+        ``_Attachment``), so a persistent container outlives the run's network and a session
+        container reaches its health check without waiting for the (slow) join.
+        """
+        binds = self._binds(spec, volume)
+        host_config = self.api.create_host_config(
+            port_bindings={spec.target_port: ("127.0.0.1", port)},
+            binds=binds or None,
+            network_mode="bridge",
+        )
+        environment = dict(spec.environment)
+        if spec.password:
+            environment["REDIS_PASSWORD"] = spec.password
+        created = self.api.create_container(
+            spec.image_ref,
+            entrypoint=["/bin/sh", "-c"],
+            command=[redis_command(spec)],
+            environment=environment,
+            labels=resource_labels(spec, port),
+            name=container_name(spec),
+            ports=[spec.target_port],
+            host_config=host_config,
+        )
+        return str(created["Id"])
+
+    def _binds(self, spec: ContainerSpec, volume: str | None) -> list[str]:
+        if spec.bind_mount:
+            source = Path(spec.bind_mount).expanduser()
+            if not source.is_absolute():
+                source = (spec.state_dir / source).resolve()
+            if not source.exists():
+                source.mkdir(parents=True, exist_ok=True)
+            return [f"{source}:{DATA_DIR}"]
+        if volume:
+            return [f"{volume}:{DATA_DIR}"]
+        return []
+
+    def _ensure_volume(self, spec: ContainerSpec) -> str | None:
+        """Create the data volume (labelled, never a session object) when it does not exist."""
+        name = volume_name(spec)
+        if name is None or spec.bind_mount:
+            return None
+        import docker
+
+        try:
+            self.api.inspect_volume(name)
+        except docker.errors.NotFound:
+            labels = {
+                MANAGED: "true",
+                KIND: "volume",
+                APP_ID: spec.app_id,
+                APP_NAME: spec.app_name,
+                RESOURCE: spec.resource_name,
+            }
+            self.api.create_volume(name, labels=labels)
+        return name
+
+    def attach(self, container_id: str, network: str, alias: str) -> None:
+        """Connect a container to the run's network under its resource name (idempotent)."""
+        import docker
+
+        try:
+            self.api.connect_container_to_network(container_id, network, aliases=[alias])
+        except docker.errors.APIError as exc:
+            if "already exists" not in _api_message(exc):
+                raise
+
+    # ---- persistent containers
+
+    def _start_persistent(
+        self, spec: ContainerSpec, network: str, on_line: LineSink
+    ) -> DockerHandle:
+        """Reuse the app's persistent container when its configuration hash matches; recreate
+        it (saying which settings changed, keeping its host port when possible) otherwise."""
+        existing = self._find_persistent(spec)
+        if existing is None:
+            return self._create_and_start(spec, network, on_line, spec.host_port)
+        labels = existing.get("Labels") or {}
+        old_port = _int_or_none(labels.get(HOST_PORT))
+        matches = labels.get(CONFIG_HASH) == spec.config_hash() and old_port is not None
+        if matches and old_port is not None:
+            stopped = existing.get("State") != "running"
+            if not (stopped and spec.host_port is None and port_is_listened(old_port)):
+                return self._reuse(spec, existing, old_port, network, on_line)
+            # Its dynamic port was taken while it was stopped: recreate it on a new one.
+            self._announce(
+                f"{spec.resource_name}: port {old_port} of its stopped persistent container is "
+                "now used by another program; recreating it on a new port"
+            )
+            self._remove(str(existing["Id"]))
+            return self._create_and_start(spec, network, on_line, None, changed=["host port"])
+        changed = changed_fields(labels.get(CONFIG), spec)
+        self._announce(
+            f"{spec.resource_name}: configuration changed ({', '.join(changed)}); "
+            "recreating its persistent container"
+        )
+        self._remove(str(existing["Id"]))
+        port = spec.host_port
+        if port is None and old_port is not None and not port_is_listened(old_port):
+            port = old_port
+        return self._create_and_start(spec, network, on_line, port, changed=changed)
+
+    def _find_persistent(self, spec: ContainerSpec) -> dict[str, Any] | None:
+        """The persistent container of this app and resource, if any (newest first)."""
+        found = self.api.containers(
+            all=True,
+            filters={
+                "label": [
+                    f"{MANAGED}=true",
+                    f"{APP_ID}={spec.app_id}",
+                    f"{RESOURCE}={spec.resource_name}",
+                    f"{LIFETIME}=persistent",
+                ]
+            },
+        )
+        if not found:
+            return None
+        for extra in found[1:]:  # more than one should not happen; keep the newest
+            self._remove(str(extra["Id"]))
+        return dict(found[0])
+
+    def _reuse(
+        self,
+        spec: ContainerSpec,
+        existing: Mapping[str, Any],
+        port: int,
+        network: str,
+        on_line: LineSink,
+    ) -> DockerHandle:
+        """Attach a matching persistent container to this run and start it if it is stopped."""
+        container_id = str(existing["Id"])
+        running = existing.get("State") == "running"
+        if not running:
+            self._check_fixed_port(spec, port)
+            try:
+                self.api.start(container_id)
+            except Exception as exc:
+                raise ResourceStartError(
+                    f"resource {spec.resource_name!r}: its persistent container "
+                    f"{container_id[:12]} did not restart: {_api_message(exc)}"
+                ) from None
+        self._announce(
+            f"{spec.resource_name}: reusing persistent container {container_id[:12]} "
+            f"({'running' if running else 'restarted'}, port {port})"
+        )
+        attach = _Attachment(self, container_id, network, spec.resource_name)
+        pump = _LogPump(self.api, container_id, on_line, 0 if running else "all")
+        return DockerHandle(self, spec, container_id, port, pump, attach, reused=True)
+
+    # ---- stop, cleanup, close
+
+    def stop_container(self, container_id: str, spec: ContainerSpec, grace: float) -> int | None:
+        """Stop a container and return its exit code; remove it when it belongs to the session,
+        else detach it from the run's network so that network can go."""
+        with contextlib.suppress(Exception):
+            self.api.stop(container_id, timeout=max(0, math.ceil(grace)))
+        code: int | None = None
+        with contextlib.suppress(Exception):
+            code = int(self.api.inspect_container(container_id)["State"]["ExitCode"])
+        if spec.lifetime == "persistent":
+            network = self._networks.get((spec.app_id, spec.session_id))
+            if network:
+                with contextlib.suppress(Exception):
+                    self.api.disconnect_container_from_network(container_id, network, force=True)
+        else:
+            self._remove(container_id)
+        return code
+
+    def forget(self, handle: DockerHandle) -> None:
+        """Drop a stopped handle from the ones ``close`` would stop."""
+        with self._lock:
+            if handle in self._handles:
+                self._handles.remove(handle)
+
+    def _remove(self, container_id: str) -> None:
+        with contextlib.suppress(Exception):
+            self.api.remove_container(container_id, force=True, v=True)
+
+    def cleanup_orphans(self) -> list[str]:
+        """Remove session containers and networks whose creator process is gone."""
+        from .cleanup import remove_orphans
+
+        return remove_orphans(self.api)
+
+    def close(self) -> None:
+        """Stop what is still running from this run, remove the run's networks, close the client."""
+        with self._lock:
+            handles = list(self._handles)
+        for h in handles:
+            h.stop(grace_seconds=2.0)
+        with self._lock:
+            networks = list(self._networks.values())
+            self._networks.clear()
+        from .cleanup import remove_network
+
+        for name in networks:
+            remove_network(self.api, name)
+        with contextlib.suppress(Exception):
+            self.engine.client.close()
+
+
+# --------------------------------------------------------------------------- images
+
+
+def _split_ref(ref: str) -> tuple[str, str]:
+    """``repo[:tag]`` -> (repo, tag); a colon in a registry host's port is not a tag."""
+    slash = ref.rfind("/")
+    colon = ref.rfind(":")
+    if colon > slash:
+        return ref[:colon], ref[colon + 1 :]
+    return ref, "latest"
+
+
+def _image_error(ref: str, reason: str) -> ImageUnavailableError:
+    return ImageUnavailableError(
+        f"image {ref} is not available locally and could not be pulled ({reason}); "
+        f"pull or build it yourself, or choose an image you have with with_image(...)"
+    )
+
+
+def _follow_pull(ref: str, events: Any, progress: Callable[[str], None]) -> None:
+    """Consume a pull's decoded event stream: report progress, raise on an ``error`` event.
+
+    The engine answers 200 and reports failures inside the stream, so the stream must be read
+    to the end and checked.
+    """
+    layers: dict[str, tuple[int, int]] = {}
+    last_report = 0.0
+    for event in events:
+        if not isinstance(event, dict):
+            continue
+        if event.get("error") or event.get("errorDetail"):
+            detail = event.get("errorDetail") or {}
+            message = event.get("error") or detail.get("message") or "pull failed"
+            raise _image_error(ref, str(message).strip())
+        layer = event.get("id")
+        detail = event.get("progressDetail") or {}
+        if layer and detail.get("total"):
+            layers[str(layer)] = (int(detail.get("current", 0)), int(detail["total"]))
+        now = time.monotonic()
+        if layers and now - last_report >= PROGRESS_INTERVAL:
+            last_report = now
+            done = sum(c for c, _ in layers.values())
+            total = sum(t for _, t in layers.values())
+            progress(f"pulling {ref}: {done / 1e6:.1f} / {total / 1e6:.1f} MB")
+
+
+def _int_or_none(value: object) -> int | None:
+    try:
+        return int(str(value))
+    except ValueError:
+        return None
