@@ -198,15 +198,19 @@ class Configuration(Mapping[str, str]):
         try:
             return float(raw.strip())
         except ValueError:
-            raise ConfigurationError(f"configuration key {key} must be a number, not {raw!r}") from None
+            raise ConfigurationError(
+                f"configuration key {key} must be a number, not {raw!r}"
+            ) from None
 
     def get_section(self, name: str) -> Configuration:
         """Return the keys under ``name:`` as a new Configuration with the prefix removed."""
         prefix = normalize_key(name) + ":"
+        depth = prefix.count(":")
         section = Configuration()
         for canon, (orig, value) in self._data.items():
             if canon.startswith(prefix):
-                section._set(orig[len(prefix) :], value)
+                # Drop whole segments: case folding can change a key's length ("ß" -> "ss").
+                section._set(":".join(orig.strip(":").split(":")[depth:]), value)
         return section
 
     def to_dict(self) -> dict[str, str]:

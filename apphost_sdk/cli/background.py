@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from ..state import app_identity, read_json, state_root
@@ -50,28 +51,83 @@ def running_status(state_dir: Path) -> dict[str, Any] | None:
     return None
 
 
-def launch(app_host: Path, extra_args: list[str]) -> subprocess.Popen[bytes]:
-    """Start ``python APPHOST.py`` detached, its output going to the state folder's log."""
+class Launched:
+    """The background app host: a forked child of this CLI (or a subprocess where fork is
+    unavailable), with the bits of the ``Popen`` interface that ``wait_ready`` uses."""
+
+    def __init__(self, pid: int, popen: subprocess.Popen[bytes] | None = None) -> None:
+        self.pid = pid
+        self._popen = popen
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self._popen is not None:
+            self.returncode = self._popen.poll()
+        elif self.returncode is None:
+            done, status = os.waitpid(self.pid, os.WNOHANG)
+            if done:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float) -> int | None:
+        deadline = time.monotonic() + timeout
+        while self.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self.returncode
+
+
+def launch(
+    app_host: Path, extra_args: list[str], run: Callable[[Path, list[str]], int]
+) -> Launched:
+    """Start the app host detached, its output going to the state folder's log.
+
+    On POSIX the CLI forks and the child runs the app host file with ``run`` in a new session:
+    no second interpreter start-up, which is most of what ``apphost start`` adds.
+    """
     state_dir = state_dir_for(app_host)
     state_dir.mkdir(parents=True, exist_ok=True)
     (state_dir / "status.json").unlink(missing_ok=True)
-    log = open(state_dir / "apphost.log", "wb")  # noqa: SIM115 - handed to the child
-    try:
-        return subprocess.Popen(
-            [sys.executable, str(app_host), *extra_args],
-            cwd=app_host.parent,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env={**os.environ, "APPHOST_DETACHED": "1"},
-        )
+    log_path = state_dir / "apphost.log"
+    if not hasattr(os, "fork"):
+        with open(log_path, "wb") as log:
+            popen = subprocess.Popen(
+                [sys.executable, str(app_host), *extra_args],
+                cwd=app_host.parent,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env={**os.environ, "APPHOST_DETACHED": "1"},
+            )
+        return Launched(popen.pid, popen)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        return Launched(pid)
+    code = 1
+    try:  # the child: become the detached app host
+        os.setsid()
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+        os.close(null)
+        os.chdir(app_host.parent)
+        os.environ["APPHOST_DETACHED"] = "1"
+        code = run(app_host, extra_args)
+    except BaseException as exc:  # report it in the log; never return into the CLI
+        print(f"apphost: the app host failed: {exc}", file=sys.stderr)
     finally:
-        log.close()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def wait_ready(
-    proc: subprocess.Popen[bytes], state_dir: Path, timeout: float
+    proc: Launched, state_dir: Path, timeout: float
 ) -> tuple[bool, dict[str, Any] | None, str]:
     """Wait until the background app host is ready, failed, exited or timed out.
 
@@ -89,7 +145,7 @@ def wait_ready(
                 return False, status, str(status.get("error") or "the app failed to start")
         if proc.poll() is not None:
             return False, status, f"the app host exited with code {proc.returncode}"
-        time.sleep(0.02)
+        time.sleep(0.01)
     stop_pid(proc.pid, 30)
     return False, status, f"not ready after {timeout:g} s (stopped it)"
 

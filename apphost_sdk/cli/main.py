@@ -106,7 +106,7 @@ def cmd_start(ns: argparse.Namespace, rest: list[str]) -> int:
     state_dir = background.state_dir_for(app_host)
     status = background.running_status(state_dir)
     if status is None:
-        proc = background.launch(app_host, rest)
+        proc = background.launch(app_host, rest, _run_path)
         ready, status, reason = background.wait_ready(proc, state_dir, ns.timeout)
         if not ready:
             print(f"apphost start: {reason}", file=sys.stderr)

@@ -16,12 +16,11 @@ def name_problem(name: object) -> str | None:
         return "resource name must not be empty"
     if len(name) > MAX_NAME_LENGTH:
         return (
-            f"resource name {name!r} is {len(name)} characters long; "
-            f"use at most {MAX_NAME_LENGTH}"
+            f"resource name {name!r} is {len(name)} characters long; use at most {MAX_NAME_LENGTH}"
         )
     if not name[0].isascii() or not name[0].isalpha():
         return f"resource name {name!r} must start with a letter"
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):  # match() would let a trailing newline through ($)
         return f"resource name {name!r} may contain only letters, digits and hyphens"
     if "--" in name:
         return f"resource name {name!r} must not contain '--'"

@@ -107,9 +107,9 @@ class Resource:
     def dependencies(self) -> list[Resource]:
         """Resources this one must wait for, through waits and references."""
         out: list[Resource] = []
-        for item in [*self.waits, *self.references]:
-            if item.target not in out:
-                out.append(item.target)
+        for target in [*(w.target for w in self.waits), *(r.target for r in self.references)]:
+            if target not in out:
+                out.append(target)
         return out
 
 
@@ -347,9 +347,7 @@ class ExecutableResource(Resource):
     def with_http_health_check(self, path: str = "/health") -> ExecutableResource:
         """Count it healthy only when ``GET path`` on its HTTP endpoint answers 2xx."""
         if self.http_endpoint is None:
-            raise ValueError(
-                f"{self.name}.with_http_health_check: call with_http_endpoint() first"
-            )
+            raise ValueError(f"{self.name}.with_http_health_check: call with_http_endpoint() first")
         self.http_endpoint = attrs.evolve(self.http_endpoint, health_path=path)
         return self
 

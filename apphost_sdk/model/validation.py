@@ -63,11 +63,12 @@ def _relation_problems(builder: DistributedApplicationBuilder) -> list[str]:
                     "to this builder and reference that resource"
                 )
             elif not t.has_connection_info:
-                hint = (
-                    f"call {t.name}.with_http_endpoint() or use wait_for({t.name}) instead"
-                    if isinstance(t, ExecutableResource)
-                    else f"use wait_for({t.name}) instead"
-                )
+                if isinstance(t, ExecutableResource):
+                    hint = f"call {t.name}.with_http_endpoint() or use wait_for({t.name}) instead"
+                elif isinstance(t, ParameterResource):
+                    hint = f"pass it with {r.name}.with_environment(NAME, {t.name}) instead"
+                else:
+                    hint = f"use wait_for({t.name}) instead"
                 problems.append(
                     f"{r.name} references {t.name}, a {t.kind} that has no connection info: {hint}"
                 )
@@ -109,7 +110,7 @@ def _cycle_problems(resources: list[Resource]) -> list[str]:
             if state == 0:
                 visit(dep, stack)
             elif state == 1:
-                cycle = stack[stack.index(dep) :] + [dep]
+                cycle = [*stack[stack.index(dep) :], dep]
                 key = frozenset(x.name for x in cycle)
                 if key not in reported:
                     reported.add(key)
@@ -173,16 +174,24 @@ def _value_problems(builder: DistributedApplicationBuilder) -> list[str]:
         if redis is not None and redis.password_parameter is not None:
             required.add(id(redis.password_parameter))
     for r in builder.resources:
-        if isinstance(r, ConnectionStringResource) and id(r) in required:
-            if config.get_str(f"ConnectionStrings:{r.name}") is None:
-                problems.append(
-                    f"connection string {r.name} has no value: set ConnectionStrings:{r.name} in "
-                    f"appsettings.json or the environment variable ConnectionStrings__{r.name}"
-                )
-        if isinstance(r, ParameterResource) and not r.secret and r.explicit_value is None:
-            if id(r) in required and config.get_str(f"Parameters:{r.name}") is None:
-                problems.append(
-                    f"parameter {r.name} has no value: pass value=..., set Parameters:{r.name} "
-                    f"in appsettings.json or the environment variable Parameters__{r.name}"
-                )
+        if (
+            isinstance(r, ConnectionStringResource)
+            and id(r) in required
+            and config.get_str(f"ConnectionStrings:{r.name}") is None
+        ):
+            problems.append(
+                f"connection string {r.name} has no value: set ConnectionStrings:{r.name} in "
+                f"appsettings.json or the environment variable ConnectionStrings__{r.name}"
+            )
+        if (
+            isinstance(r, ParameterResource)
+            and not r.secret
+            and r.explicit_value is None
+            and id(r) in required
+            and config.get_str(f"Parameters:{r.name}") is None
+        ):
+            problems.append(
+                f"parameter {r.name} has no value: pass value=..., set Parameters:{r.name} "
+                f"in appsettings.json or the environment variable Parameters__{r.name}"
+            )
     return problems

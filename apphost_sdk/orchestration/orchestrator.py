@@ -14,13 +14,11 @@ import shutil
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
 
 from ..errors import ApphostError
 from ..masking import SecretMasker
@@ -75,6 +73,8 @@ class _Record:
         self.handle: ContainerHandle | None = None
         self.process: ManagedProcess | None = None
         self.thread: threading.Thread | None = None
+        #: The dependency whose failure kept this resource from starting.
+        self.blocked_by: str | None = None
 
     def snapshot(self) -> ResourceSnapshot:
         return ResourceSnapshot(
@@ -152,20 +152,35 @@ class Orchestrator:
                 self._cond.wait(0.2 if remaining is None else min(remaining, 0.2))
 
     def failures(self) -> list[_Record]:
-        """Records that failed (to start or provision), root causes first."""
-        failed = [r for r in self._records.values() if r.state.is_failure]
-        return sorted(failed, key=lambda r: (r.message or "").startswith("not started"))
+        """Records that failed (to start or provision, or exited with a code nothing waits
+        for), and the dependencies that kept them from starting; root causes first."""
+        failed = [
+            r
+            for r in self._records.values()
+            if r.state.is_failure or (r.state is State.EXITED and not self._exit_expected(r))
+        ]
+        for rec in list(failed):
+            cause = self._records.get(rec.blocked_by or "")
+            if cause is not None and cause not in failed:
+                failed.append(cause)
+        return sorted(failed, key=lambda r: r.blocked_by is not None)
 
     def failure_report(self) -> str:
         """A message naming each failed resource with its last log lines (masked)."""
         lines: list[str] = []
         for rec in self.failures():
-            lines.append(f"{rec.name} failed: {rec.message or rec.state.value}")
+            if rec.state in (State.EXITED, State.FINISHED):
+                line = f"{rec.name} exited with code {rec.exit_code}"
+                if rec.message:
+                    line += f": {rec.message}"
+            else:
+                line = f"{rec.name} failed: {rec.message or rec.state.value}"
+            lines.append(line)
             tail = list(rec.logs)[-10:]
             if tail:
                 lines.append(f"  last lines of {rec.name}:")
-                lines += [f"    {self.masker.mask(t)}" for t in tail]
-        return "\n".join(lines)
+                lines += [f"    {t}" for t in tail]
+        return self.masker.mask("\n".join(lines))
 
     def stop(self) -> None:
         """Stop every resource, dependents before what they depend on."""
@@ -188,6 +203,12 @@ class Orchestrator:
                 list(pool.map(self._stop_one, level))
             for rec in level:
                 remaining.pop(rec.name, None)
+        # A resource thread still starting its process sees ``_stopping`` and stops it itself;
+        # wait (bounded) so that nothing is left running when stop() returns.
+        deadline = time.monotonic() + STOP_GRACE_SECONDS + 5
+        for rec in self._records.values():
+            if rec.thread is not None and rec.thread is not threading.current_thread():
+                rec.thread.join(max(0.0, deadline - time.monotonic()))
         if self._runtime is not None:
             try:
                 self._runtime.close()
@@ -280,6 +301,7 @@ class Orchestrator:
                 self._run_executable(rec, r)
             elif isinstance(r, ConnectionStringResource):
                 value = self.app.configuration.get_str(f"ConnectionStrings:{r.name}")
+                self.masker.add(value)  # connection strings usually carry credentials
                 rec.connection = value
                 self._set(rec, State.RUNNING, Health.HEALTHY, endpoint="(connection string)")
             elif isinstance(r, AzureRedisResource):
@@ -299,9 +321,8 @@ class Orchestrator:
             return "failed" if dep.state.is_failure else "wait"
         if dep.state.is_failure or dep.state in (State.EXITED, State.FINISHED):
             return "failed"
-        if dep.state is State.RUNNING:
-            if kind == "start" or dep.health is Health.HEALTHY:
-                return "ok"
+        if dep.state is State.RUNNING and (kind == "start" or dep.health is Health.HEALTHY):
+            return "ok"
         return "wait"
 
     def _wait_for_dependencies(self, rec: _Record) -> bool:
@@ -331,6 +352,7 @@ class Orchestrator:
                             rec,
                             State.FAILED_TO_START,
                             message=f"not started: its dependency {target.name} {why}",
+                            blocked_by=target.name,
                         )
                         return False
                     if status == "wait":
@@ -349,7 +371,12 @@ class Orchestrator:
         except ApphostError as exc:
             self._set(rec, State.FAILED_TO_START, message=self.masker.mask(str(exc)))
             return
-        rec.handle = handle
+        with self._cond:
+            rec.handle = handle
+            stopping = self._stopping.is_set()
+        if stopping:  # stop() may have passed this resource already: never leave it running
+            handle.stop(STOP_GRACE_SECONDS)
+            return
         rec.connection = RedisEndpoint("localhost", handle.host_port, spec.password)
         self._set(rec, State.RUNNING, endpoint=f"localhost:{handle.host_port}")
 
@@ -378,7 +405,11 @@ class Orchestrator:
 
         try:
             outputs = provision_for_run(
-                requests, self.app.configuration, self.app.state.directory, self.app.app_name, status
+                requests,
+                self.app.configuration,
+                self.app.state.directory,
+                self.app.app_name,
+                status,
             )[r.name]
         except ApphostError as exc:
             self._set(rec, State.FAILED_TO_PROVISION, message=self.masker.mask(str(exc)))
@@ -461,11 +492,18 @@ class Orchestrator:
         rec.environment = dict(env)
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
         try:
-            process = spawn(argv, r.working_directory, full_env, lambda s, ln: self._on_line(rec, s, ln))
+            process = spawn(
+                argv, r.working_directory, full_env, lambda s, ln: self._on_line(rec, s, ln)
+            )
         except OSError as exc:
             self._set(rec, State.FAILED_TO_START, message=f"could not start {argv[0]}: {exc}")
             return
-        rec.process = process
+        with self._cond:
+            rec.process = process
+            stopping = self._stopping.is_set()
+        if stopping:  # stop() may have passed this resource already: never leave it running
+            process.stop(STOP_GRACE_SECONDS)
+            return
         rec.runtime = f"pid {process.pid}"
         self._set(rec, State.RUNNING, endpoint=rec.http_url)
         if r.http_endpoint is None:
@@ -481,8 +519,12 @@ class Orchestrator:
         def probe() -> bool:
             if path is None:
                 return tcp_accepts("127.0.0.1", bound_port)
+            import urllib.request
+
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{bound_port}{path}", timeout=2) as resp:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{bound_port}{path}", timeout=2
+                ) as resp:
                     return 200 <= int(resp.status) < 300
             except OSError:
                 return False
@@ -515,7 +557,7 @@ class Orchestrator:
             if rec.health is Health.HEALTHY:
                 interval = 5.0
             else:
-                interval = 0.02 if time.monotonic() - started < 2 else 0.2
+                interval = 0.01 if time.monotonic() - started < 2 else 0.2
             self._stopping.wait(interval)
 
     def _finish(self, rec: _Record, code: int | None) -> None:
@@ -544,16 +586,28 @@ class Orchestrator:
             self.reporter.info(f"stopping {rec.name} failed: {self.masker.mask(str(exc))}")
             return
         if running:
-            self._set(rec, State.EXITED if code not in (0, None) else State.FINISHED, exit_code=code)
+            self._set(
+                rec, State.EXITED if code not in (0, None) else State.FINISHED, exit_code=code
+            )
 
     # -- plumbing -----------------------------------------------------------------------
     def _on_line(self, rec: _Record, stream: str, line: str) -> None:
         rec.logs.append(line)
         self.reporter.log(rec.name, stream, line)
 
+    def _exit_expected(self, rec: _Record) -> bool:
+        """True when some resource waits for ``rec`` to complete with the code it exited with."""
+        return any(
+            w.kind == "completion" and w.target is rec.resource and w.exit_code == rec.exit_code
+            for r in self.app.model.resources
+            for w in r.waits
+        )
+
     def _is_ready(self, rec: _Record) -> bool:
         if rec.state is State.FINISHED:
             return True
+        if rec.state is State.EXITED:
+            return self._exit_expected(rec)
         return rec.state is State.RUNNING and rec.health is Health.HEALTHY
 
     def _set(self, rec: _Record, state: State, health: Health | None = None, **fields: Any) -> None:

@@ -9,7 +9,6 @@ all children are forked from one long-lived spawner thread.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import queue
 import signal
@@ -28,8 +27,9 @@ def _load_prctl() -> Callable[..., int] | None:
     if not sys.platform.startswith("linux"):
         return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        return libc.prctl  # type: ignore[no-any-return]
+        libc = ctypes.CDLL(None, use_errno=True)  # the running program: libc is loaded
+        prctl: Callable[..., int] = libc.prctl
+        return prctl
     except (OSError, AttributeError):
         return None
 
@@ -164,7 +164,7 @@ def spawn(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
-            preexec_fn=_child_setup(parent),  # noqa: PLW1509 - forked from one spawner thread
+            preexec_fn=_child_setup(parent),  # forked from one spawner thread (see above)
             close_fds=True,
         )
 
