@@ -106,7 +106,7 @@ class DistributedApplication:
                 waiting = [
                     s.name
                     for s in self._orchestrator.snapshots()
-                    if not (s.state.value == "Finished" or s.health.value == "Healthy")
+                    if s.state.value not in ("Running", "Finished") or s.health.value != "Healthy"
                 ]
                 failures = (
                     f"not ready after {timeout:g} s: {', '.join(waiting)} still not healthy"
@@ -181,34 +181,40 @@ class DistributedApplication:
         if _pending_command is not None:
             raise SystemExit(_pending_command(self))
         stop_requested = threading.Event()
+        starting = True
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
             stop_requested.set()
+            if starting:  # interrupt a start-up that may be waiting on a resource forever
+                raise KeyboardInterrupt
 
         previous = {
             sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
         }
-        code = 0
         try:
             try:
                 self.start(timeout=None, quiet=False)
+            except KeyboardInterrupt:
+                pass
             except ResourceStartError as exc:
                 print(f"apphost: {exc}", file=sys.stderr)
                 raise SystemExit(1) from None
             except ApphostError as exc:
                 print(f"apphost: {self.masker.mask(str(exc))}", file=sys.stderr)
                 raise SystemExit(1) from None
+            starting = False
             while not stop_requested.wait(0.5):
                 pass
-            assert self._reporter is not None
-            self._reporter.info("stopping…")
+            if self._reporter is not None:
+                self._reporter.info("stopping…")
         finally:
+            starting = False
             try:
                 self.stop()
             finally:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
-        raise SystemExit(code)
+        raise SystemExit(0)
 
     # -- status file --------------------------------------------------------------------
     def status(self) -> dict[str, Any]:

@@ -80,6 +80,85 @@ class _Spawner:
 
 _spawner = _Spawner()
 
+# Reads process-group ids ("123" to watch, "-123" to forget) until its input closes, which
+# happens when the app host exits or dies; then SIGKILLs every group still watched.
+_WATCHDOG_SCRIPT = r"""
+pgs=" "
+while IFS= read -r l; do
+  case "$l" in
+    -*) pgs=$(printf '%s' "$pgs" | sed "s/ ${l#-} / /") ;;
+    *) pgs="$pgs$l " ;;
+  esac
+done
+for p in $pgs; do kill -s 9 -- "-$p" 2>/dev/null; done
+"""
+
+
+class _Watchdog:
+    """Kills the children's whole process groups (grandchildren included) if the app host dies.
+
+    ``PR_SET_PDEATHSIG`` reaches only direct children; a service's own children would survive a
+    SIGKILL of the app host. A tiny ``sh`` outside our process holds the other end of a pipe:
+    the kernel closes our end whatever way we die, and the watchdog then kills what is left.
+    It runs only while some child is alive, so an idle app host has no extra process.
+    """
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._groups: set[int] = set()
+        self._lock = threading.Lock()
+
+    def watch(self, pgid: int) -> None:
+        with self._lock:
+            for _ in range(2):
+                if self._proc is None or self._proc.poll() is not None:
+                    self._proc = subprocess.Popen(
+                        ["/bin/sh", "-c", _WATCHDOG_SCRIPT],
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                        start_new_session=True,
+                        close_fds=True,
+                    )
+                    for g in self._groups:
+                        self._send(f"{g}")
+                if self._send(f"{pgid}"):
+                    break
+                self._proc = None
+            self._groups.add(pgid)
+
+    def forget(self, pgid: int) -> None:
+        with self._lock:
+            if pgid not in self._groups:
+                return
+            self._groups.discard(pgid)
+            if self._proc is None:
+                return
+            self._send(f"-{pgid}")
+            if not self._groups:  # nothing left to guard: let it exit (EOF, empty set)
+                proc, self._proc = self._proc, None
+                if proc.stdin is not None:
+                    try:
+                        proc.stdin.close()
+                    except OSError:
+                        pass
+                try:
+                    proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+    def _send(self, line: str) -> bool:
+        assert self._proc is not None and self._proc.stdin is not None
+        try:
+            self._proc.stdin.write(line.encode() + b"\n")
+            self._proc.stdin.flush()
+            return True
+        except (BrokenPipeError, OSError, ValueError):
+            return False
+
+
+_watchdog = _Watchdog() if os.path.exists("/bin/sh") else None
+
 
 class ManagedProcess:
     """A child process with its output streamed line by line and a two-step stop."""
@@ -99,14 +178,27 @@ class ManagedProcess:
 
     def exit_code(self) -> int | None:
         """The exit code once it has exited (negative: killed by that signal), else None."""
-        return self.popen.poll()
+        return self._exited(self.popen.poll())
 
     def wait(self, timeout: float | None = None) -> int | None:
         """Wait up to ``timeout`` seconds; return the exit code or None if still running."""
         try:
-            return self.popen.wait(timeout)
+            return self._exited(self.popen.wait(timeout))
         except subprocess.TimeoutExpired:
             return None
+
+    def _exited(self, code: int | None) -> int | None:
+        # Once the leader is gone and the group emptied, the watchdog need not guard it.
+        if code is not None and _watchdog is not None and not self._group_alive():
+            _watchdog.forget(self.pid)
+        return code
+
+    def _group_alive(self) -> bool:
+        try:
+            os.killpg(self.pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
 
     def join_output(self, timeout: float = 2.0) -> None:
         """Wait until its output has been read to the end (after it exited)."""
@@ -122,6 +214,8 @@ class ManagedProcess:
                 self.wait(5)
         # Whatever the leader left behind in its group goes too.
         self._signal_group(signal.SIGKILL)
+        if _watchdog is not None:
+            _watchdog.forget(self.pid)
         self.join_output()
         return self.popen.poll()
 
@@ -168,4 +262,7 @@ def spawn(
             close_fds=True,
         )
 
-    return ManagedProcess(_spawner.run(make), on_line)
+    popen = _spawner.run(make)
+    if _watchdog is not None:
+        _watchdog.watch(popen.pid)  # its pid is its process-group id (new session)
+    return ManagedProcess(popen, on_line)

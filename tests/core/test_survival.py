@@ -86,9 +86,16 @@ def apphost(tmp_path: Path, isolated_env: Path, svc: Path) -> Iterator[AppHostPr
     host.kill()
 
 
+def _is_watchdog(pid: int) -> bool:
+    try:
+        return b"pgs=" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 def _running_children(host: AppHostProcess) -> tuple[list[int], int]:
     host.wait_ready()
-    kids = children_of(host.proc.pid)
+    kids = [k for k in children_of(host.proc.pid) if not _is_watchdog(k)]
     worker = wait_json(host.marks / "worker.json")["pid"]
     api = wait_json(host.marks / "api.start")["pid"]
     assert worker in kids and api in kids
@@ -109,7 +116,33 @@ def test_sigkill_of_the_app_host_kills_every_child(apphost: AppHostProcess) -> N
     wait_until(
         lambda: not any(pid_alive(k) for k in kids), timeout=5, what=f"children {kids} to die"
     )
-    assert not tcp_accepts("127.0.0.1", port)
+    wait_until(
+        lambda: not tcp_accepts("127.0.0.1", port), timeout=5, what=f"port {port} to close"
+    )
+
+
+def test_sigkill_of_the_app_host_kills_grandchildren_too(
+    tmp_path: Path, isolated_env: Path, svc: Path
+) -> None:
+    # A service whose own child (here `sleep`) is outside the reach of PR_SET_PDEATHSIG.
+    extra = (
+        'builder.add_executable("spawner", "sh", MARKS, "-c", '
+        '"sleep 300 & echo $! > grandchild.pid; wait")'
+    )
+    host = AppHostProcess(tmp_path / "family", isolated_env, svc, extra=extra)
+    try:
+        host.wait_ready()
+        pid_file = host.marks / "grandchild.pid"
+        wait_until(lambda: pid_file.exists() and pid_file.read_text().strip(), timeout=10,
+                   what="the grandchild to start")
+        grandchild = int(pid_file.read_text())
+        assert pid_alive(grandchild)
+        assert any(_is_watchdog(k) for k in children_of(host.proc.pid))
+        os.kill(host.proc.pid, signal.SIGKILL)
+        host.proc.wait(5)
+        wait_until(lambda: not pid_alive(grandchild), timeout=5, what="the grandchild to die")
+    finally:
+        host.kill()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -147,11 +180,6 @@ def test_failing_run_exits_non_zero_naming_the_resource(
     assert read_json_file(host.status_file)["phase"] == "failed"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app.py bug: run() blocks in start(timeout=None) and ignores SIGTERM/SIGINT until "
-    "every resource is ready (see the report)",
-)
 def test_sigterm_while_starting_stops_the_run(
     tmp_path: Path, isolated_env: Path, svc: Path
 ) -> None:

@@ -1,0 +1,271 @@
+"""``DistributedCache``: the blocking cache over ``redis.Redis``, in .NET's storage format."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import redis
+from redis.exceptions import NoScriptError, ResponseError, WatchError
+
+from . import core
+from .options import DistributedCacheEntryOptions
+from .shared import (
+    READ_SHA,
+    WRITE_SHA,
+    Items,
+    check_client,
+    is_cluster,
+    items_of,
+    scripting_unavailable,
+)
+from .tracing import CacheTracer, traced
+
+__all__ = ["DistributedCache"]
+
+_log = logging.getLogger("apphost_sdk.caching")
+
+
+class DistributedCache:
+    """A Redis-backed distributed cache that .NET's ``IDistributedCache`` can share.
+
+    Keys are ``instance_name + key``; values are bytes (see ``get_string``/``set_string``).
+    Every call is one round trip, sliding reads included (Lua scripts); when the server refuses
+    scripting, writes fall back to MULTI/EXEC and sliding reads to HMGET + PEXPIRE.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        instance_name: str = "",
+        tracer: CacheTracer | None = None,
+        clock: Callable[[], int] = core.now_ticks,
+        owns_client: bool = False,
+    ) -> None:
+        check_client(client)
+        self._client = client
+        self._prefix = instance_name.encode("utf-8")
+        self._instance_name = instance_name
+        self._tracer = tracer
+        self._clock = clock
+        self._owns_client = owns_client
+        self._scripting = True
+        self._cluster = is_cluster(client)
+
+    @classmethod
+    def from_connection_string(
+        cls, connection_string: str, *, instance_name: str = "", **redis_kwargs: Any
+    ) -> DistributedCache:
+        """Open a cache from a StackExchange.Redis string or ``redis://`` URL (owns the client)."""
+        from ..connection_strings import RedisConnectionOptions
+
+        kwargs = RedisConnectionOptions.parse(connection_string).to_redis_kwargs()
+        kwargs.update(redis_kwargs)
+        return cls(redis.Redis(**kwargs), instance_name=instance_name, owns_client=True)
+
+    @property
+    def client(self) -> redis.Redis:
+        """The underlying redis-py client."""
+        return self._client
+
+    @property
+    def instance_name(self) -> str:
+        """The prefix put in front of every key."""
+        return self._instance_name
+
+    @property
+    def uses_scripts(self) -> bool:
+        """False once the server refused Lua scripting (reads of sliding entries take 2 trips)."""
+        return self._scripting
+
+    def __repr__(self) -> str:
+        return f"DistributedCache(instance_name={self._instance_name!r})"
+
+    def _key(self, key: str) -> bytes:
+        return self._prefix + key.encode("utf-8")
+
+    def full_key(self, key: str) -> bytes:
+        """The Redis key of ``key``: the instance name and the key, UTF-8, concatenated."""
+        return self._prefix + key.encode("utf-8")
+
+    def _eval(self, script: bytes, sha: bytes, keys: Sequence[bytes], args: Sequence[Any]) -> Any:
+        """EVALSHA, loading the script when the server does not know it yet."""
+        try:
+            return self._client.execute_command("EVALSHA", sha, len(keys), *keys, *args)
+        except NoScriptError:
+            self._client.script_load(script)
+            return self._client.execute_command("EVALSHA", sha, len(keys), *keys, *args)
+
+    def _scripting_failed(self, exc: ResponseError) -> None:
+        """Re-raise data errors; switch to the script-free path when scripting is refused."""
+        if not scripting_unavailable(exc):
+            raise exc
+        _log.debug("Lua scripting unavailable (%s); using the script-free commands", exc)
+        self._scripting = False
+
+    # -- reads ----------------------------------------------------------------------------
+    @traced("get", "EVALSHA")
+    def get(self, key: str) -> bytes | None:
+        """Return the value (``b""`` is a value), or None; slides a sliding entry's expiry."""
+        k = self._key(key)
+        if self._scripting:
+            try:
+                try:
+                    data: bytes | None = self._client.execute_command(
+                        "EVALSHA", READ_SHA, 1, k, self._clock(), b"1"
+                    )
+                except NoScriptError:
+                    data = self._eval(core.READ_SCRIPT, READ_SHA, (k,), (self._clock(), b"1"))
+                return data
+            except ResponseError as exc:
+                self._scripting_failed(exc)
+        return self._read_fallback(k, True).data
+
+    def get_string(self, key: str, encoding: str = "utf-8") -> str | None:
+        """``get`` decoded as text (UTF-8, as .NET's ``GetString``)."""
+        data = self.get(key)
+        return None if data is None else data.decode(encoding)
+
+    @traced("refresh", "EVALSHA")
+    def refresh(self, key: str) -> None:
+        """Reset a sliding entry's expiry without reading its value."""
+        k = self._key(key)
+        if self._scripting:
+            try:
+                self._eval(core.READ_SCRIPT, READ_SHA, (k,), (self._clock(), b"0"))
+                return
+            except ResponseError as exc:
+                self._scripting_failed(exc)
+        self._read_fallback(k, False)
+
+    def _read_fallback(self, key: bytes, with_data: bool) -> core.CacheEntry:
+        """HMGET, then the expiry update in a second round trip (no scripting)."""
+        now = self._clock()
+        fields = (core.ABSEXP, core.SLDEXP, core.DATA) if with_data else (core.ABSEXP, core.SLDEXP)
+        entry = core.parse_entry(self._client.execute_command("HMGET", key, *fields))
+        command = core.plan_refresh(entry, now)
+        if command is not None:
+            self._client.execute_command(command[0], key, command[1])
+        return entry
+
+    @traced("get_many", "EVALSHA")
+    def get_many(self, keys: Iterable[str]) -> list[bytes | None]:
+        """Values of ``keys`` in order (None where missing), in one round trip."""
+        encoded = [self._key(k) for k in keys]
+        if not encoded:
+            return []
+        if self._scripting and not self._cluster:
+            try:
+                return list(self._eval(core.READ_SCRIPT, READ_SHA, encoded, (self._clock(), b"m")))
+            except ResponseError as exc:
+                self._scripting_failed(exc)
+        now = self._clock()
+        pipe = self._client.pipeline(transaction=False)
+        for k in encoded:
+            pipe.execute_command("HMGET", k, core.ABSEXP, core.SLDEXP, core.DATA)
+        entries = [core.parse_entry(r) for r in pipe.execute()]
+        for k, entry in zip(encoded, entries, strict=True):
+            command = core.plan_refresh(entry, now)
+            if command is not None:
+                pipe.execute_command(command[0], k, command[1])
+        if len(pipe):
+            pipe.execute()
+        return [e.data for e in entries]
+
+    # -- writes ---------------------------------------------------------------------------
+    @traced("set", "HSET")
+    def set(
+        self, key: str, value: bytes, options: DistributedCacheEntryOptions | None = None
+    ) -> None:
+        """Store ``value`` with ``options`` in one atomic round trip (HSET + EXPIRE)."""
+        plan = core.plan_set(self._key(key), value, options, self._clock())
+        if plan.ttl_seconds is None:
+            self._client.execute_command("HSET", plan.key, *plan.hset_args())
+            return
+        if self._scripting:
+            try:
+                self._eval(core.WRITE_SCRIPT, WRITE_SHA, (plan.key,), plan.script_args())
+                return
+            except ResponseError as exc:
+                self._scripting_failed(exc)
+        pipe = self._client.pipeline(transaction=True)
+        pipe.execute_command("HSET", plan.key, *plan.hset_args())
+        pipe.execute_command("EXPIRE", plan.key, plan.ttl_seconds)
+        pipe.execute()
+
+    def set_string(
+        self,
+        key: str,
+        value: str,
+        options: DistributedCacheEntryOptions | None = None,
+        encoding: str = "utf-8",
+    ) -> None:
+        """``set`` of text encoded as UTF-8 (as .NET's ``SetString``)."""
+        self.set(key, value.encode(encoding), options)
+
+    @traced("set_many", "MULTI")
+    def set_many(self, items: Items, options: DistributedCacheEntryOptions | None = None) -> None:
+        """Store several entries with the same options in one round trip (MULTI/EXEC)."""
+        now = self._clock()
+        plans = [core.plan_set(self._key(k), v, options, now) for k, v in items_of(items)]
+        if not plans:
+            return
+        pipe = self._client.pipeline(transaction=not self._cluster)
+        for plan in plans:
+            pipe.execute_command("HSET", plan.key, *plan.hset_args())
+            if plan.ttl_seconds is not None:
+                pipe.execute_command("EXPIRE", plan.key, plan.ttl_seconds)
+        pipe.execute()
+
+    @traced("add", "EVALSHA")
+    def add(
+        self, key: str, value: bytes, options: DistributedCacheEntryOptions | None = None
+    ) -> bool:
+        """Store ``value`` only when ``key`` is absent, atomically; True when it was stored."""
+        plan = core.plan_set(self._key(key), value, options, self._clock())
+        if self._scripting:
+            try:
+                args = (*plan.script_args(), b"nx")
+                return bool(self._eval(core.WRITE_SCRIPT, WRITE_SHA, (plan.key,), args))
+            except ResponseError as exc:
+                self._scripting_failed(exc)
+        for _attempt in range(16):
+            pipe = self._client.pipeline(transaction=True)
+            try:
+                pipe.watch(plan.key)
+                if pipe.exists(plan.key):
+                    return False
+                pipe.multi()
+                pipe.execute_command("HSET", plan.key, *plan.hset_args())
+                if plan.ttl_seconds is not None:
+                    pipe.execute_command("EXPIRE", plan.key, plan.ttl_seconds)
+                pipe.execute()
+                return True
+            except WatchError:
+                continue
+            finally:
+                pipe.reset()
+        return False
+
+    @traced("remove", "DEL")
+    def remove(self, key: str) -> None:
+        """Delete the entry (the whole hash)."""
+        self._client.execute_command("DEL", self._key(key))
+
+    # -- lifetime -------------------------------------------------------------------------
+    def ping(self) -> bool:
+        """PING the server (used by health checks)."""
+        return bool(self._client.ping())
+
+    def close(self) -> None:
+        """Close the client if this cache opened it."""
+        if self._owns_client:
+            self._client.close()
+
+    def __enter__(self) -> DistributedCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,425 @@
+"""StackExchange.Redis connection strings and ``redis://`` URLs, parsed and rendered.
+
+What the app host injects as ``ConnectionStrings__{name}`` is a StackExchange.Redis string
+(``host:port,password=...,ssl=true``). ``RedisConnectionOptions.parse`` reads it (or a
+``redis://`` / ``rediss://`` URL), ``render`` writes it back, and ``to_redis_kwargs`` maps it to
+redis-py arguments. Passwords never appear in ``repr``, errors or logs.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl as _ssl
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
+
+import attrs
+
+from .errors import ConfigurationError
+
+__all__ = ["RedisConnectionOptions", "RedisEndpoint", "is_azure_redis_host"]
+
+_log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 6379
+DEFAULT_TLS_PORT = 6380
+AZURE_REDIS_SUFFIXES = (".redis.cache.windows.net", ".redis.azure.net")
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def is_azure_redis_host(host: str) -> bool:
+    """Whether ``host`` is an Azure Cache for Redis / Azure Managed Redis endpoint."""
+    return host.rstrip(".").casefold().endswith(AZURE_REDIS_SUFFIXES)
+
+
+def _redact(value: object) -> str:
+    return "None" if value is None else "'***'"
+
+
+@attrs.frozen
+class RedisEndpoint:
+    """One ``host[:port]`` endpoint; ``port`` is None when the string gave none."""
+
+    host: str
+    port: int | None = None
+
+    def resolved_port(self, tls: bool) -> int:
+        """The port to dial: the explicit one, else 6380 with TLS and 6379 without."""
+        if self.port is not None:
+            return self.port
+        return DEFAULT_TLS_PORT if tls else DEFAULT_PORT
+
+    def render(self) -> str:
+        """Render as StackExchange.Redis writes it (IPv6 hosts in brackets when a port follows)."""
+        host = f"[{self.host}]" if ":" in self.host and self.port is not None else self.host
+        return host if self.port is None else f"{host}:{self.port}"
+
+    @classmethod
+    def parse(cls, token: str) -> RedisEndpoint:
+        """Parse ``host``, ``host:port``, ``[ipv6]`` or ``[ipv6]:port``."""
+        token = token.strip()
+        if token.startswith("["):
+            close = token.find("]")
+            if close < 0:
+                raise ConfigurationError(f"endpoint {token!r} has an unclosed '['")
+            host, rest = token[1:close], token[close + 1 :]
+            if not rest:
+                return cls(host)
+            if not rest.startswith(":"):
+                raise ConfigurationError(f"endpoint {token!r} is malformed")
+            return cls(host, _parse_port(rest[1:], token))
+        if token.count(":") == 1:
+            host, port = token.split(":")
+            return cls(host, _parse_port(port, token))
+        return cls(token)  # a bare host, or an IPv6 address without a port
+
+
+def _parse_port(text: str, token: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise ConfigurationError(f"endpoint {token!r} has an invalid port {text!r}") from None
+    if not 0 < port < 65536:
+        raise ConfigurationError(f"endpoint {token!r} has a port out of range")
+    return port
+
+
+# --- value kinds --------------------------------------------------------------------------
+
+
+def _to_bool(key: str, raw: str) -> bool:
+    low = raw.strip().casefold()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise ConfigurationError(
+        f"connection string key {key} must be true/false, 1/0, yes/no or on/off, not {raw!r}"
+    )
+
+
+def _to_int(key: str, raw: str) -> int:
+    try:
+        return int(raw.strip())
+    except ValueError:
+        raise ConfigurationError(
+            f"connection string key {key} must be a whole number, not {raw!r}"
+        ) from None
+
+
+def _to_protocol(key: str, raw: str) -> int:
+    low = raw.strip().casefold()
+    if low in {"resp2", "2"}:
+        return 2
+    if low in {"resp3", "3"}:
+        return 3
+    raise ConfigurationError(f"connection string key {key} must be resp2 or resp3, not {raw!r}")
+
+
+def _render_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+# canonical key (as rendered) -> (attribute, converter, has a redis-py meaning)
+_Converter = Callable[[str, str], object]
+_KEYS: dict[str, tuple[str, _Converter, bool]] = {
+    "password": ("password", lambda _k, v: v, True),
+    "user": ("user", lambda _k, v: v, True),
+    "ssl": ("ssl", _to_bool, True),
+    "sslHost": ("ssl_host", lambda _k, v: v, False),
+    "sslProtocols": ("ssl_protocols", lambda _k, v: v, True),
+    "abortConnect": ("abort_connect", _to_bool, True),
+    "connectTimeout": ("connect_timeout", _to_int, True),
+    "syncTimeout": ("sync_timeout", _to_int, True),
+    "asyncTimeout": ("async_timeout", _to_int, True),
+    "connectRetry": ("connect_retry", _to_int, True),
+    "defaultDatabase": ("default_database", _to_int, True),
+    "name": ("name", lambda _k, v: v, True),
+    "keepAlive": ("keep_alive", _to_int, True),
+    "serviceName": ("service_name", lambda _k, v: v, True),
+    "protocol": ("protocol", _to_protocol, True),
+    "allowAdmin": ("allow_admin", _to_bool, False),
+    "tiebreaker": ("tiebreaker", lambda _k, v: v, False),
+    "configChannel": ("config_channel", lambda _k, v: v, False),
+    "version": ("version", lambda _k, v: v, False),
+    "proxy": ("proxy", lambda _k, v: v, False),
+    "resolveDns": ("resolve_dns", _to_bool, False),
+    "checkCertificateRevocation": ("check_certificate_revocation", _to_bool, False),
+    "setlib": ("setlib", _to_bool, True),
+    "highIntegrity": ("high_integrity", _to_bool, False),
+    "tunnel": ("tunnel", lambda _k, v: v, False),
+    "configCheckSeconds": ("config_check_seconds", _to_int, False),
+    "responseTimeout": ("response_timeout", _to_int, False),
+    "writeBuffer": ("write_buffer", _to_int, False),
+    "channelPrefix": ("channel_prefix", lambda _k, v: v, False),
+    "ignoreUnknown": ("ignore_unknown", _to_bool, True),
+}
+_BY_FOLDED = {k.casefold(): k for k in _KEYS}
+
+# .NET ConfigurationOptions property names (as bound from configuration sections) -> keys.
+_PROPERTY_ALIASES = {
+    "abortonconnectfail": "abortConnect",
+    "clientname": "name",
+    "sslprotocols": "sslProtocols",
+    "checkcertificaterevocation": "checkCertificateRevocation",
+    "includedetailinexceptions": "",
+    "includeperformancecountersinexceptions": "",
+    "reconnectretrypolicy": "",
+    "libraryname": "",
+}
+# Query parameters of redis:// URLs in redis-py's own spelling.
+_URL_ALIASES = {"db": "defaultDatabase", "client_name": "name", "username": "user"}
+
+
+def _endpoint_tuple(value: Iterable[RedisEndpoint]) -> tuple[RedisEndpoint, ...]:
+    return tuple(value)
+
+
+def _opt(kind: type) -> Any:
+    return attrs.field(default=None, kw_only=True)
+
+
+@attrs.frozen
+class RedisConnectionOptions:
+    """Everything a StackExchange.Redis connection string can say, as an immutable value.
+
+    Every option field is None when the string did not set it, so ``render`` writes back
+    exactly what was parsed. Timeouts are milliseconds and ``keep_alive`` seconds, as in .NET.
+    """
+
+    endpoints: tuple[RedisEndpoint, ...] = attrs.field(default=(), converter=_endpoint_tuple)
+    password: str | None = attrs.field(default=None, kw_only=True, repr=_redact)
+    user: str | None = _opt(str)
+    ssl: bool | None = _opt(bool)
+    ssl_host: str | None = _opt(str)
+    ssl_protocols: str | None = _opt(str)
+    abort_connect: bool | None = _opt(bool)
+    connect_timeout: int | None = _opt(int)
+    sync_timeout: int | None = _opt(int)
+    async_timeout: int | None = _opt(int)
+    connect_retry: int | None = _opt(int)
+    default_database: int | None = _opt(int)
+    name: str | None = _opt(str)
+    keep_alive: int | None = _opt(int)
+    service_name: str | None = _opt(str)
+    protocol: int | None = _opt(int)
+    allow_admin: bool | None = _opt(bool)
+    tiebreaker: str | None = _opt(str)
+    config_channel: str | None = _opt(str)
+    version: str | None = _opt(str)
+    proxy: str | None = _opt(str)
+    resolve_dns: bool | None = _opt(bool)
+    check_certificate_revocation: bool | None = _opt(bool)
+    setlib: bool | None = _opt(bool)
+    high_integrity: bool | None = _opt(bool)
+    tunnel: str | None = _opt(str)
+    config_check_seconds: int | None = _opt(int)
+    response_timeout: int | None = _opt(int)
+    write_buffer: int | None = _opt(int)
+    channel_prefix: str | None = _opt(str)
+    ignore_unknown: bool | None = _opt(bool)
+
+    # -- parsing --------------------------------------------------------------------------
+    @classmethod
+    def parse(cls, text: str) -> RedisConnectionOptions:
+        """Parse a StackExchange.Redis connection string or a ``redis://``/``rediss://`` URL.
+
+        Unknown keys raise ``ConfigurationError`` naming the key unless ``ignoreUnknown=true``.
+        """
+        stripped = text.strip()
+        if stripped.casefold().startswith(("redis://", "rediss://")):
+            return cls._parse_url(stripped)
+        endpoints: list[RedisEndpoint] = []
+        pairs: list[tuple[str, str]] = []
+        for raw in stripped.split(","):
+            token = raw.strip()
+            if not token:
+                continue
+            if "=" in token:
+                key, value = token.split("=", 1)
+                pairs.append((key.strip(), value.strip()))
+            else:
+                endpoints.append(RedisEndpoint.parse(token))
+        return cls(tuple(endpoints)).with_values(pairs)
+
+    @classmethod
+    def _parse_url(cls, url: str) -> RedisConnectionOptions:
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError:
+            raise ConfigurationError("the redis URL has an invalid host or port") from None
+        tls = parts.scheme.casefold() == "rediss"
+        values: list[tuple[str, str]] = []
+        if tls:
+            values.append(("ssl", "true"))
+        if parts.username:
+            values.append(("user", unquote(parts.username)))
+        if parts.password is not None:
+            values.append(("password", unquote(parts.password)))
+        path = parts.path.strip("/")
+        if path:
+            values.append(("defaultDatabase", path))
+        for key, value in parse_qsl(parts.query, keep_blank_values=True):
+            values.append((_URL_ALIASES.get(key.casefold(), key), value))
+        endpoints = (RedisEndpoint(parts.hostname, port),) if parts.hostname else ()
+        return cls(endpoints).with_values(values)
+
+    def with_values(
+        self, pairs: Mapping[str, str] | list[tuple[str, str]], *, aliases: bool = False
+    ) -> RedisConnectionOptions:
+        """Return a copy with ``key=value`` pairs applied (connection-string key names).
+
+        With ``aliases=True`` the .NET ``ConfigurationOptions`` property names bound from a
+        configuration section (``AbortOnConnectFail``, ``ClientName``, ...) are accepted too,
+        and ``EndPoints:N`` entries add endpoints.
+        """
+        items = list(pairs.items()) if isinstance(pairs, Mapping) else list(pairs)
+        ignore_unknown = self.ignore_unknown or any(
+            k.casefold() == "ignoreunknown" and v.strip().casefold() in _TRUE for k, v in items
+        )
+        changes: dict[str, Any] = {}
+        endpoints = list(self.endpoints)
+        for key, value in items:
+            folded = key.casefold()
+            if aliases and folded.startswith("endpoints:"):
+                endpoints.append(RedisEndpoint.parse(value))
+                continue
+            if aliases and folded in _PROPERTY_ALIASES:
+                folded = _PROPERTY_ALIASES[folded].casefold()
+                if not folded:
+                    _log.debug("Redis option %s has no redis-py equivalent; ignored", key)
+                    continue
+            canonical = _BY_FOLDED.get(folded)
+            if canonical is None:
+                if key.startswith("$"):
+                    _log.debug("Redis command rename %s has no redis-py equivalent; ignored", key)
+                    continue
+                if ignore_unknown:
+                    _log.debug("unknown Redis connection string key %s ignored", key)
+                    continue
+                raise ConfigurationError(
+                    f"unknown Redis connection string key {key!r} "
+                    "(add ignoreUnknown=true to ignore unknown keys)"
+                )
+            attr, convert, meaningful = _KEYS[canonical]
+            if not meaningful:
+                _log.debug("Redis connection string key %s has no redis-py meaning; ignored", key)
+            changes[attr] = convert(canonical, value)
+        return attrs.evolve(self, endpoints=tuple(endpoints), **changes)
+
+    # -- rendering ------------------------------------------------------------------------
+    def render(self) -> str:
+        """Render as a StackExchange.Redis connection string (includes the password)."""
+        parts = [e.render() for e in self.endpoints]
+        for key, (attr, _convert, _m) in _KEYS.items():
+            value = getattr(self, attr)
+            if value is None:
+                continue
+            if attr == "protocol":
+                value = f"resp{value}"
+            parts.append(f"{key}={_render_value(value)}")
+        return ",".join(parts)
+
+    def render_uri(self) -> str:
+        """Render the first endpoint as a ``redis://``/``rediss://`` URL (includes the password).
+
+        Only endpoint, credentials, TLS and database are carried; use ``render`` for the rest.
+        """
+        endpoint = self.primary_endpoint
+        scheme = "rediss" if self.tls else "redis"
+        auth = ""
+        if self.user is not None or self.password is not None:
+            auth = quote(self.user or "", safe="")
+            if self.password is not None:
+                auth += ":" + quote(self.password, safe="")
+            auth += "@"
+        host = f"[{endpoint.host}]" if ":" in endpoint.host else endpoint.host
+        path = f"/{self.default_database}" if self.default_database is not None else ""
+        return f"{scheme}://{auth}{host}:{endpoint.resolved_port(self.tls)}{path}"
+
+    # -- effective values -----------------------------------------------------------------
+    @property
+    def tls(self) -> bool:
+        """Whether to use TLS (``ssl=true``)."""
+        return bool(self.ssl)
+
+    @property
+    def primary_endpoint(self) -> RedisEndpoint:
+        """The first endpoint; a ``ConfigurationError`` when there is none."""
+        if not self.endpoints:
+            raise ConfigurationError("the Redis connection string names no endpoint")
+        return self.endpoints[0]
+
+    @property
+    def is_azure(self) -> bool:
+        """Whether the first endpoint is an Azure Redis host."""
+        return bool(self.endpoints) and is_azure_redis_host(self.endpoints[0].host)
+
+    def to_redis_kwargs(self, *, for_async: bool = False) -> dict[str, Any]:
+        """Map to keyword arguments of ``redis.Redis`` / ``redis.asyncio.Redis``.
+
+        Timeouts default to StackExchange.Redis's 5 s; ``asyncTimeout`` is used for the
+        async client. Options with no redis-py meaning are left out.
+        """
+        endpoint = self.primary_endpoint
+        if len(self.endpoints) > 1 and not self.service_name:
+            _log.debug("redis-py connects to the first of %d endpoints", len(self.endpoints))
+        kwargs: dict[str, Any] = {
+            "host": endpoint.host,
+            "port": endpoint.resolved_port(self.tls),
+            "socket_connect_timeout": (self.connect_timeout or 5000) / 1000,
+        }
+        timeout = self.async_timeout if for_async else self.sync_timeout
+        kwargs["socket_timeout"] = (timeout or self.sync_timeout or 5000) / 1000
+        if self.password is not None:
+            kwargs["password"] = self.password
+        if self.user is not None:
+            kwargs["username"] = self.user
+        if self.tls:
+            kwargs["ssl"] = True
+            version = _min_tls_version(self.ssl_protocols)
+            if version is not None:
+                kwargs["ssl_min_version"] = version
+        if self.default_database is not None:
+            kwargs["db"] = self.default_database
+        if self.name is not None:
+            kwargs["client_name"] = self.name
+        if self.protocol is not None:
+            kwargs["protocol"] = self.protocol
+        if self.setlib is False:
+            kwargs["lib_name"] = None
+            kwargs["lib_version"] = None
+        kwargs["socket_keepalive"] = True
+        keep_idle = getattr(socket, "TCP_KEEPIDLE", None)
+        if self.keep_alive is not None and self.keep_alive > 0 and keep_idle is not None:
+            kwargs["socket_keepalive_options"] = {keep_idle: self.keep_alive}
+        if self.connect_retry is not None:
+            from redis.backoff import ExponentialWithJitterBackoff
+            from redis.retry import Retry
+
+            kwargs["retry"] = Retry(
+                ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries=self.connect_retry
+            )
+        return kwargs
+
+
+def _min_tls_version(protocols: str | None) -> _ssl.TLSVersion | None:
+    if not protocols:
+        return None
+    table = {
+        "tls": _ssl.TLSVersion.TLSv1,
+        "tls11": _ssl.TLSVersion.TLSv1_1,
+        "tls12": _ssl.TLSVersion.TLSv1_2,
+        "tls13": _ssl.TLSVersion.TLSv1_3,
+    }
+    found = [
+        table[p.strip().casefold()] for p in protocols.split("|") if p.strip().casefold() in table
+    ]
+    return min(found) if found else None

@@ -1,0 +1,28 @@
+"""The service side of apphost-sdk: a host builder with configuration, services and health.
+
+``HostApplicationBuilder().add_redis_distributed_cache("cache")`` gives a service the
+distributed cache the app host wired up, configured from ``ConnectionStrings__cache``.
+"""
+
+from __future__ import annotations
+
+from .builder import Host, HostApplicationBuilder
+from .health import HealthCheckResult, HealthChecks, HealthReport, HealthStatus
+from .health_http import asgi_health, wsgi_health
+from .redis_integration import RedisRegistration
+from .redis_settings import RedisSettings
+from .services import ServiceRegistry
+
+__all__ = [
+    "HealthCheckResult",
+    "HealthChecks",
+    "HealthReport",
+    "HealthStatus",
+    "Host",
+    "HostApplicationBuilder",
+    "RedisRegistration",
+    "RedisSettings",
+    "ServiceRegistry",
+    "asgi_health",
+    "wsgi_health",
+]

@@ -1,0 +1,43 @@
+"""Microsoft Entra ID for Azure Cache for Redis: a redis-py credential provider from a token.
+
+The username Redis expects is the principal's object id (the token's ``oid`` claim) and the
+password is the access token; ``redis-entraid`` refreshes tokens before they expire and
+re-authenticates open connections.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["REDIS_SCOPE", "create_entra_credential_provider"]
+
+REDIS_SCOPE = "https://redis.azure.com/.default"
+
+
+def create_entra_credential_provider(
+    credential: Any | None = None,
+    *,
+    scopes: tuple[str, ...] = (REDIS_SCOPE,),
+    refresh_ratio: float = 0.7,
+    request_timeout_ms: int = 10_000,
+) -> Any:
+    """A ``redis-entraid`` provider over ``credential`` (default: ``DefaultAzureCredential``).
+
+    ``credential`` is any azure-core ``TokenCredential`` (``get_token(*scopes)``). Tokens are
+    renewed after ``refresh_ratio`` of their lifetime. Needs the ``entraid`` extra.
+    """
+    try:
+        from redis.auth.token_manager import RetryPolicy, TokenManagerConfig
+        from redis_entraid.cred_provider import EntraIdCredentialsProvider
+        from redis_entraid.identity_provider import DefaultAzureCredentialProvider
+    except ImportError as exc:  # pragma: no cover - depends on the installed extras
+        raise ImportError(
+            "Entra ID authentication needs redis-entraid: pip install 'apphost-sdk[entraid]'"
+        ) from exc
+    if credential is None:
+        from azure.identity import DefaultAzureCredential
+
+        credential = DefaultAzureCredential()
+    identity = DefaultAzureCredentialProvider(credential, scopes)
+    config = TokenManagerConfig(refresh_ratio, 0, request_timeout_ms, RetryPolicy(3, 100))
+    return EntraIdCredentialsProvider(identity, config)

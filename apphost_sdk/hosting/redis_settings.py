@@ -1,0 +1,72 @@
+"""Settings of a Redis client integration, bound from configuration as Aspire does.
+
+Precedence (later wins): section ``Aspire:StackExchange:Redis``, then
+``Aspire:StackExchange:Redis:{name}``, then ``ConnectionStrings:{name}`` for the connection
+string, then the ``configure_settings`` callback.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from ..configuration import Configuration
+from ..connection_strings import RedisConnectionOptions
+
+__all__ = ["SECTION", "RedisSettings", "bind_connection_options", "bind_settings"]
+
+SECTION = "Aspire:StackExchange:Redis"
+
+
+@attrs.define
+class RedisSettings:
+    """What a Redis integration reads from configuration (a callback may change it).
+
+    ``connection_string`` may carry a password, so it is left out of ``repr``.
+    """
+
+    connection_string: str | None = attrs.field(default=None, repr=False)
+    disable_health_checks: bool = False
+    disable_tracing: bool = False
+    disable_auto_activation: bool = True
+    instance_name: str = ""
+
+
+def _apply_section(settings: RedisSettings, section: Configuration, prefix: str) -> None:
+    settings.connection_string = section.get_str(
+        f"{prefix}ConnectionString", settings.connection_string
+    )
+    settings.disable_health_checks = section.get_bool(
+        f"{prefix}DisableHealthChecks", settings.disable_health_checks
+    )
+    settings.disable_tracing = section.get_bool(f"{prefix}DisableTracing", settings.disable_tracing)
+    settings.disable_auto_activation = section.get_bool(
+        f"{prefix}DisableAutoActivation", settings.disable_auto_activation
+    )
+    settings.instance_name = section.get_str(f"{prefix}InstanceName", settings.instance_name) or ""
+
+
+def bind_settings(config: Configuration, name: str) -> RedisSettings:
+    """Bind the general section, then the named one, then ``ConnectionStrings:{name}``."""
+    settings = RedisSettings()
+    _apply_section(settings, config, f"{SECTION}:")
+    _apply_section(settings, config, f"{SECTION}:{name}:")
+    settings.connection_string = config.get_str(
+        f"ConnectionStrings:{name}", settings.connection_string
+    )
+    return settings
+
+
+def bind_connection_options(
+    config: Configuration, name: str, options: RedisConnectionOptions
+) -> RedisConnectionOptions:
+    """Apply ``...:ConfigurationOptions`` sections (general, then named); abortConnect=false.
+
+    Keys may be .NET ``ConfigurationOptions`` property names or connection-string keys.
+    """
+    for path in (f"{SECTION}:ConfigurationOptions", f"{SECTION}:{name}:ConfigurationOptions"):
+        section = config.get_section(path)
+        if len(section):
+            options = options.with_values(section.to_dict(), aliases=True)
+    if options.abort_connect is None:
+        options = attrs.evolve(options, abort_connect=False)
+    return options
