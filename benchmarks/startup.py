@@ -58,7 +58,7 @@ def by_hand(workdir: Path) -> float:
     password = "benchmarkpassword0123456"
     port, api_port = free_port(), free_port()
     conf = workdir / "redis.conf"
-    conf.write_text(f"port {port}\nbind 127.0.0.1\nsave \"\"\nrequirepass {password}\n")
+    conf.write_text(f'port {port}\nbind 127.0.0.1\nsave ""\nrequirepass {password}\n')
     t0 = time.perf_counter()
     server = subprocess.Popen(["redis-server", str(conf)], stdout=subprocess.DEVNULL)
     client = redis.Redis(port=port, password=password)
@@ -101,8 +101,9 @@ def through_apphost(env: dict[str, str]) -> float:
         raise RuntimeError(f"apphost start failed: {out.stderr}")
     api = json.loads(out.stdout)["resources"][1]["endpoint"]
     assert http_ok(api + "/"), "the quick-start API did not answer"
-    subprocess.run([PY, "-m", "apphost_sdk", "stop", str(QUICKSTART)], env=env, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [PY, "-m", "apphost_sdk", "stop", str(QUICKSTART)], env=env, check=True, capture_output=True
+    )
     return elapsed
 
 
@@ -131,14 +132,20 @@ def main() -> int:
     overhead_ms = (a - h) * 1000
     print(f"quick start by hand (redis-server to PING + API to 200): median {h * 1000:7.1f} ms")
     print(f"quick start through `apphost start --json`:               median {a * 1000:7.1f} ms")
-    print(f"  ratio {a / h:.2f}x, app host adds {overhead_ms:.0f} ms (target < 300 ms): "
-          f"{'MET' if overhead_ms < 300 else 'MISSED'}")
+    print(
+        f"  ratio {a / h:.2f}x, app host adds {overhead_ms:.0f} ms (target < 300 ms): "
+        f"{'MET' if overhead_ms < 300 else 'MISSED'}"
+    )
     ok &= overhead_ms < 300
     bare = import_time("pass", 10)
     sdk = import_time("import apphost_sdk", 10)
-    print(f"python -c pass: {bare * 1000:.1f} ms; python -c 'import apphost_sdk': {sdk * 1000:.1f} ms")
-    print(f"  import adds {(sdk - bare) * 1000:.1f} ms, total {sdk * 1000:.1f} ms "
-          f"(target < 150 ms): {'MET' if sdk < 0.150 else 'MISSED'}")
+    print(
+        f"python -c pass: {bare * 1000:.1f} ms; python -c 'import apphost_sdk': {sdk * 1000:.1f} ms"
+    )
+    print(
+        f"  import adds {(sdk - bare) * 1000:.1f} ms, total {sdk * 1000:.1f} ms "
+        f"(target < 150 ms): {'MET' if sdk < 0.150 else 'MISSED'}"
+    )
     ok &= sdk < 0.150
     return 0 if ok else 1
 

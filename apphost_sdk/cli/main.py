@@ -90,7 +90,8 @@ def _public_status(status: dict[str, Any], show_secrets: bool) -> dict[str, Any]
 
 
 def _print_table(status: dict[str, Any]) -> None:
-    print(f"{status.get('app')} (pid {status.get('pid')}, {status.get('phase')}): {status.get('appHost')}")
+    header = f"{status.get('app')} (pid {status.get('pid')}, {status.get('phase')})"
+    print(f"{header}: {status.get('appHost')}")
     for r in status.get("resources", []):
         health = r.get("health") if r.get("health") != "Unknown" else ""
         print(

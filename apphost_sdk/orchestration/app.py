@@ -108,9 +108,7 @@ class DistributedApplication:
                     for s in self._orchestrator.snapshots()
                     if s.state.value not in ("Running", "Finished") or s.health.value != "Healthy"
                 ]
-                failures = (
-                    f"not ready after {timeout:g} s: {', '.join(waiting)} still not healthy"
-                )
+                failures = f"not ready after {timeout:g} s: {', '.join(waiting)} still not healthy"
             self._error = failures
             self._phase = "failed"
             self._write_status()
@@ -188,9 +186,7 @@ class DistributedApplication:
             if starting:  # interrupt a start-up that may be waiting on a resource forever
                 raise KeyboardInterrupt
 
-        previous = {
-            sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
-        }
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             try:
                 self.start(timeout=None, quiet=False)

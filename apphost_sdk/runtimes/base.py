@@ -131,7 +131,9 @@ class ContainerRuntime(ABC):
     def describe(self) -> str:
         """One line saying what this runtime is, e.g. the engine endpoint and version."""
 
-    def prepare(self, specs: Sequence[ContainerSpec], progress: Callable[[str], None]) -> None:
+    def prepare(  # noqa: B027 - an optional hook: most runtimes need no preparation
+        self, specs: Sequence[ContainerSpec], progress: Callable[[str], None]
+    ) -> None:
         """Do the work needed before any start (pull images in parallel, create the network).
 
         Raises an ``ApphostError`` naming the image or setting to fix.
@@ -147,5 +149,5 @@ class ContainerRuntime(ABC):
         was removed, one description each. Persistent resources are kept."""
         return []
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - an optional hook
         """Release what the run itself owns (its network, client connections)."""

@@ -116,9 +116,7 @@ def test_sigkill_of_the_app_host_kills_every_child(apphost: AppHostProcess) -> N
     wait_until(
         lambda: not any(pid_alive(k) for k in kids), timeout=5, what=f"children {kids} to die"
     )
-    wait_until(
-        lambda: not tcp_accepts("127.0.0.1", port), timeout=5, what=f"port {port} to close"
-    )
+    wait_until(lambda: not tcp_accepts("127.0.0.1", port), timeout=5, what=f"port {port} to close")
 
 
 def test_sigkill_of_the_app_host_kills_grandchildren_too(
@@ -133,8 +131,11 @@ def test_sigkill_of_the_app_host_kills_grandchildren_too(
     try:
         host.wait_ready()
         pid_file = host.marks / "grandchild.pid"
-        wait_until(lambda: pid_file.exists() and pid_file.read_text().strip(), timeout=10,
-                   what="the grandchild to start")
+        wait_until(
+            lambda: pid_file.exists() and pid_file.read_text().strip(),
+            timeout=10,
+            what="the grandchild to start",
+        )
         grandchild = int(pid_file.read_text())
         assert pid_alive(grandchild)
         assert any(_is_watchdog(k) for k in children_of(host.proc.pid))
