@@ -6,6 +6,7 @@ password reaches the server through a 0600 configuration file, never its argumen
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -16,6 +17,7 @@ from ..errors import ResourceStartError, RuntimeUnavailableError
 from ..state import write_private
 from .base import ContainerHandle, ContainerRuntime, ContainerSpec, LineSink
 from .health import free_port, port_is_free
+from .process_identity import process_alive, process_start_time
 from .subprocesses import ManagedProcess, spawn
 
 INSTALL_HINT = (
@@ -92,6 +94,9 @@ class ProcessHandle(ContainerHandle):
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 path.unlink(missing_ok=True)
+        run_dir = self._cleanup[0].parent
+        if {p.name for p in run_dir.glob("*")} <= {"owner.json"}:  # the last one out
+            shutil.rmtree(run_dir, ignore_errors=True)
 
     def describe(self) -> str:
         return f"redis-server pid {self.process.pid}"
@@ -104,6 +109,7 @@ class ProcessRuntime(ContainerRuntime):
 
     def __init__(self, binary: str | None = None) -> None:
         self._binary = binary
+        self._swept: set[Path] = set()
 
     @property
     def binary(self) -> str:
@@ -119,9 +125,30 @@ class ProcessRuntime(ContainerRuntime):
         if specs:
             _ = self.binary
 
+    def _sweep(self, runs: Path, current: str) -> None:
+        """Remove run folders (config files holding passwords, session data) of app hosts that
+        died without stopping; each folder names its owner in ``owner.json``."""
+        if runs in self._swept:
+            return
+        self._swept.add(runs)
+        for folder in runs.iterdir() if runs.is_dir() else []:
+            if folder.name == current or not folder.is_dir():
+                continue
+            try:
+                owner = json.loads((folder / "owner.json").read_text())
+                alive = process_alive(int(owner["pid"]), str(owner.get("start", "")))
+            except (OSError, ValueError, KeyError, TypeError):
+                alive = False
+            if not alive:
+                shutil.rmtree(folder, ignore_errors=True)
+
     def start(self, spec: ContainerSpec, on_line: LineSink) -> ContainerHandle:
         run_dir = spec.state_dir / "run" / spec.session_id
-        run_dir.mkdir(parents=True, exist_ok=True)
+        self._sweep(run_dir.parent, spec.session_id)
+        if not run_dir.is_dir():
+            run_dir.mkdir(parents=True, exist_ok=True)
+            owner = {"pid": os.getpid(), "start": process_start_time(os.getpid())}
+            write_private(run_dir / "owner.json", json.dumps(owner))
         cleanup: list[Path] = []
         if spec.bind_mount:
             data_dir = Path(spec.bind_mount)

@@ -236,3 +236,29 @@ def test_missing_redis_binary_names_the_fix(
     apps.append(app)
     with pytest.raises(ResourceStartError, match=r"APPHOST_REDIS_SERVER=.*fix the path"):
         app.start(timeout=10, quiet=True)
+
+
+def test_a_killed_app_hosts_run_folder_is_swept_at_the_next_start(
+    apps: list[DistributedApplication],
+) -> None:
+    b = DistributedApplication.create_builder([])
+    b.add_redis("cache")
+    app = b.build()
+    # What an app host killed by SIGKILL leaves: its run folder, config file with the password.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = app.state_dir / "run" / "deadbeef0000"
+    stale.mkdir(parents=True)
+    (stale / "owner.json").write_text(json.dumps({"pid": dead.pid, "start": "1"}))
+    (stale / "cache.conf").write_text("requirepass secret-of-a-dead-run\n")
+    # A run whose owner still lives (this test process) is left alone.
+    live = app.state_dir / "run" / "cafe00000000"
+    live.mkdir(parents=True)
+    (live / "owner.json").write_text(json.dumps({"pid": os.getpid()}))
+    apps.append(app)
+    app.start(timeout=20, quiet=True)
+    assert not stale.exists()
+    assert live.exists()
+    app.stop()
+    runs = {p.name for p in (app.state_dir / "run").iterdir()}
+    assert runs == {"cafe00000000"}, "a cleanly stopped run leaves no folder"

@@ -1,0 +1,32 @@
+"""Identifying a process across time: pid plus start time, so a reused pid is not mistaken for
+the app host that created something (containers, run folders)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def process_start_time(pid: int) -> str:
+    """The start time of ``pid`` (field 22 of ``/proc/PID/stat``, clock ticks since boot).
+
+    Returns ``""`` where ``/proc`` does not exist (then only the pid is compared).
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    # The command name (field 2) is in parentheses and may contain spaces: split after it.
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return fields[19] if len(fields) > 19 else ""
+
+
+def process_alive(pid: int, start_time: str = "") -> bool:
+    """True when ``pid`` runs and, if ``start_time`` is given, is the same process as then."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by someone else
+    return not start_time or start_time == process_start_time(pid)
