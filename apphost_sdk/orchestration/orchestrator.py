@@ -585,10 +585,9 @@ class Orchestrator:
         except Exception as exc:
             self.reporter.info(f"stopping {rec.name} failed: {self.masker.mask(str(exc))}")
             return
-        if running:
-            self._set(
-                rec, State.EXITED if code not in (0, None) else State.FINISHED, exit_code=code
-            )
+        if running:  # a stopped resource has no health to report
+            state = State.EXITED if code not in (0, None) else State.FINISHED
+            self._set(rec, state, Health.UNKNOWN, exit_code=code)
 
     # -- plumbing -----------------------------------------------------------------------
     def _on_line(self, rec: _Record, stream: str, line: str) -> None:
