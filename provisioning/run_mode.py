@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ def provision_for_run(
     state_dir: Path,
     app_name: str,
     on_status: Callable[[str, str], None],
+    cancel: threading.Event | None = None,
 ) -> dict[str, CacheOutputs]:
     """Provision ``requests`` concurrently and return their outputs by resource name.
 
@@ -25,12 +27,32 @@ def provision_for_run(
     and ``"Provisioned"``. Raises :class:`provisioning.errors.ProvisioningError` (an
     ``ApphostError``) naming the failed resource and the reason, or ``ConfigurationError`` for
     missing/invalid settings. A re-run with unchanged desired state makes one GET per cache.
+
+    ``cancel`` (the app host's "stopping" event): once set, waiting stops within a poll and
+    this raises :class:`provisioning.provisioner.ProvisioningCancelled`; the cache's state
+    stays ``pending`` so the next run resumes waiting on the same create instead of starting
+    another. Without it, a stop during a 20-minute create would wait for the create.
     """
     if not requests:
         return {}
     settings = ProvisioningSettings.from_configuration(configuration, app_name)
     provisioner = Provisioner(settings, Path(state_dir), app_name, on_status=on_status)
+    done = threading.Event()
+
+    def relay(event: threading.Event) -> None:
+        while not done.is_set():
+            if event.wait(0.1):
+                provisioner.cancel()
+                return
+
+    if cancel is not None:
+        if cancel.is_set():
+            provisioner.cancel()
+        threading.Thread(
+            target=relay, args=(cancel,), name="azure-cancel-relay", daemon=True
+        ).start()
     try:
         return provisioner.provision(requests)
     finally:
+        done.set()
         provisioner.close()

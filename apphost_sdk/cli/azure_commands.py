@@ -59,14 +59,24 @@ def _progress(stream: TextIO) -> Callable[[str, str], None]:
     return report
 
 
-def _setup(app: Any, on_status: Callable[[str, str], None]) -> tuple[Any, list[Any]]:
-    """Build the provisioner and the list of requests for ``app`` (lazy imports)."""
+def _setup(app: Any, on_status: Callable[[str, str], None]) -> tuple[Any | None, list[Any]]:
+    """Build the provisioner and the list of requests for ``app`` (lazy imports).
+
+    The provisioner is None for an app without Azure resources and without Azure settings:
+    a pipeline running these commands on such an app has nothing to do, not an error.
+    """
+    from apphost_sdk.errors import ConfigurationError
     from provisioning.app_model import requests_from_app, state_dir_of
     from provisioning.provisioner import Provisioner
     from provisioning.settings import ProvisioningSettings
 
     requests = requests_from_app(app, include_containers=True)
-    settings = ProvisioningSettings.from_configuration(app.configuration, app.app_name)
+    try:
+        settings = ProvisioningSettings.from_configuration(app.configuration, app.app_name)
+    except ConfigurationError:
+        if requests:
+            raise
+        return None, []
     provisioner = Provisioner(settings, state_dir_of(app), app.app_name, on_status=on_status)
     return provisioner, requests
 
@@ -96,10 +106,12 @@ def plan(app: Any, argv: Sequence[str]) -> int:
 
     def body(args: argparse.Namespace) -> int:
         provisioner, requests = _setup(app, _progress(sys.stderr))
-        try:
-            items = provisioner.plan(requests)
-        finally:
-            provisioner.close()
+        items = []
+        if provisioner is not None:
+            try:
+                items = provisioner.plan(requests)
+            finally:
+                provisioner.close()
         if args.json:
             print(json.dumps({"resources": [i.to_dict() for i in items]}, indent=2))
         elif not items:
@@ -226,10 +238,19 @@ def provision(app: Any, argv: Sequence[str]) -> int:
         if args.json and args.format not in (None, "json"):
             raise _UsageError("--json and --format are exclusive")
         provisioner, requests = _setup(app, _progress(sys.stderr))
-        try:
-            results = provisioner.provision(requests)
-        finally:
-            provisioner.close()
+        results: dict[str, Any] = {}
+        if provisioner is not None:
+            try:
+                results = provisioner.provision(requests)
+            finally:
+                provisioner.close()
+        if not results and fmt in ("text", "env"):
+            print(
+                "# No Azure resources in this app."
+                if fmt == "env"
+                else "No Azure resources in this app."
+            )
+            return EXIT_OK
         if fmt == "json":
             data = {name: o.public_dict(args.show_secrets) for name, o in results.items()}
             print(json.dumps({"resources": data}, indent=2))
@@ -257,6 +278,9 @@ def destroy(app: Any, argv: Sequence[str]) -> int:
 
     def body(args: argparse.Namespace) -> int:
         provisioner, requests = _setup(app, _progress(sys.stderr))
+        if provisioner is None:
+            print("Nothing to delete: this app has no Azure resources and no Azure settings.")
+            return EXIT_OK
         try:
             owned = provisioner.owned_caches(requests)
             if not owned:

@@ -170,12 +170,47 @@ def cmd_down(ns: argparse.Namespace, rest: list[str]) -> int:
     return 0
 
 
+#: Flags of plan/provision/destroy (with whether they take a value); any other ``--Key=Value``
+#: or ``--Key Value`` is configuration for the app host, as with ``apphost run``.
+_AZURE_FLAGS = {
+    "--json": False,
+    "--format": True,
+    "--show-secrets": False,
+    "--yes": False,
+    "-h": False,
+    "--help": False,
+}
+
+
+def _split_azure_args(args: list[str]) -> tuple[list[str], list[str]]:
+    """Split arguments into the command's own flags and the app host's configuration."""
+    own: list[str] = []
+    config: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        flag = arg.split("=", 1)[0]
+        if flag in _AZURE_FLAGS:
+            own.append(arg)
+            if _AZURE_FLAGS[flag] and "=" not in arg and i + 1 < len(args):
+                own.append(args[i + 1])
+                i += 1
+        else:
+            config.append(arg)
+            if "=" not in arg and i + 1 < len(args) and not args[i + 1].startswith("--"):
+                config.append(args[i + 1])
+                i += 1
+        i += 1
+    return own, config
+
+
 def _azure(name: str) -> Callable[[argparse.Namespace, list[str]], int]:
     def run(ns: argparse.Namespace, rest: list[str]) -> int:
         from . import azure_commands
 
         command = getattr(azure_commands, name)
-        return _with_model(_app_host(ns.apphost), lambda app: command(app, rest), [])
+        own, config = _split_azure_args(rest)
+        return _with_model(_app_host(ns.apphost), lambda app: command(app, own), config)
 
     return run
 

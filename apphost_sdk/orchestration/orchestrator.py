@@ -334,8 +334,6 @@ class Orchestrator:
         self._set(rec, State.WAITING)
         with self._cond:
             while True:
-                if self._stopping.is_set():
-                    return False
                 pending = False
                 for target, wait, optional in items:
                     status = self._dep_status(rec, target, wait)
@@ -359,6 +357,10 @@ class Orchestrator:
                         pending = True
                 if not pending:
                     return True
+                # Checked after the dependencies, so a failed one is reported as the cause
+                # even when the failure is also what stops the app.
+                if self._stopping.is_set():
+                    return False
                 self._cond.wait(0.5)
 
     def _run_redis(self, rec: _Record) -> None:
@@ -401,7 +403,8 @@ class Orchestrator:
         requests = [q for q in requests_from_app(self.app) if q.resource_name == r.name]
 
         def status(name: str, text: str) -> None:
-            self._set(rec, State.PROVISIONING, message=text)
+            if text != "Provisioned":  # the state itself follows once outputs are read
+                self._set(rec, State.PROVISIONING, message=text)
 
         try:
             outputs = provision_for_run(
@@ -410,9 +413,11 @@ class Orchestrator:
                 self.app.state.directory,
                 self.app.app_name,
                 status,
+                cancel=self._stopping,
             )[r.name]
         except ApphostError as exc:
-            self._set(rec, State.FAILED_TO_PROVISION, message=self.masker.mask(str(exc)))
+            reason = getattr(exc, "reason", None) or str(exc)  # without the resource prefix
+            self._set(rec, State.FAILED_TO_PROVISION, message=self.masker.mask(reason))
             return
         password = getattr(outputs, "password", None)
         self.masker.add(password)

@@ -38,7 +38,8 @@ from typing import Any
 from ..errors import ImageUnavailableError, ResourceStartError
 from .base import ContainerHandle, ContainerRuntime, ContainerSpec, LineSink
 from .engines import Engine
-from .health import free_port
+from .health import free_port, port_is_free
+from .process_identity import process_alive, process_start_time
 
 log = logging.getLogger(__name__)
 
@@ -71,21 +72,6 @@ Announce = Callable[[str], None]
 # --------------------------------------------------------------------------- creator identity
 
 
-def process_start_time(pid: int) -> str:
-    """The start time of ``pid`` (field 22 of ``/proc/PID/stat``, clock ticks since boot).
-
-    Together with the pid it identifies a process: a reused pid has a different start time.
-    Returns ``""`` where ``/proc`` does not exist (then only the pid is compared).
-    """
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return ""
-    # The command name (field 2) is in parentheses and may contain spaces: split after it.
-    fields = stat[stat.rfind(")") + 2 :].split()
-    return fields[19] if len(fields) > 19 else ""
-
-
 def creator_alive(labels: Mapping[str, str]) -> bool:
     """True when the app host that created a labelled object is still running.
 
@@ -98,14 +84,7 @@ def creator_alive(labels: Mapping[str, str]) -> bool:
         pid = int(labels.get(CREATOR_PID, ""))
     except ValueError:
         return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # exists, owned by someone else
-    recorded = labels.get(CREATOR_START, "")
-    return not recorded or recorded == process_start_time(pid)
+    return process_alive(pid, labels.get(CREATOR_START, ""))
 
 
 def creator_labels() -> dict[str, str]:
@@ -216,17 +195,6 @@ def redis_command(spec: ContainerSpec) -> str:
         parts += ["--dir", DATA_DIR]
     parts += [shlex.quote(a) for a in spec.redis_args()]
     return " ".join(parts)
-
-
-def port_is_listened(port: int, host: str = "127.0.0.1") -> bool:
-    """True when something listens on host:port (SO_REUSEADDR ignores TIME_WAIT leftovers)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return True
-        return False
 
 
 def _is_port_error(message: str) -> bool:
@@ -578,7 +546,7 @@ class DockerRuntime(ContainerRuntime):
 
     def _check_fixed_port(self, spec: ContainerSpec, port: int) -> None:
         """Fail before creating anything when a fixed host port is taken."""
-        if port_is_listened(port):
+        if not port_is_free(port):
             raise ResourceStartError(
                 f"resource {spec.resource_name!r}: host port {port} on 127.0.0.1 is already in "
                 f"use; stop what listens there or choose another port with with_host_port(...)"
@@ -703,7 +671,7 @@ class DockerRuntime(ContainerRuntime):
         matches = labels.get(CONFIG_HASH) == spec.config_hash() and old_port is not None
         if matches and old_port is not None:
             stopped = existing.get("State") != "running"
-            if not (stopped and spec.host_port is None and port_is_listened(old_port)):
+            if not (stopped and spec.host_port is None and not port_is_free(old_port)):
                 return self._reuse(spec, existing, old_port, network, on_line)
             # Its dynamic port was taken while it was stopped: recreate it on a new one.
             self._announce(
@@ -719,7 +687,7 @@ class DockerRuntime(ContainerRuntime):
         )
         self._remove(str(existing["Id"]))
         port = spec.host_port
-        if port is None and old_port is not None and not port_is_listened(old_port):
+        if port is None and old_port is not None and port_is_free(old_port):
             port = old_port
         return self._create_and_start(spec, network, on_line, port, changed=changed)
 
