@@ -322,6 +322,7 @@ def test_stop_during_a_slow_spawn_leaves_nothing_running(
         return real_spawn(argv, *args, **kwargs)
 
     monkeypatch.setattr(orchestrator, "spawn", slow_spawn)
+    before = set(children_of(os.getpid()))  # e.g. other suites' session-scoped servers
     b = DistributedApplication.create_builder([])
     b.add_redis("cache", port=taken_port)
     b.add_python_app("late", str(svc), "dump.py", str(tmp_path / "late.json"), "30")
@@ -331,7 +332,7 @@ def test_stop_during_a_slow_spawn_leaves_nothing_running(
         app.start(timeout=20, quiet=True)
     # start() stopped the app before raising; give the delayed spawn time to have happened
     time.sleep(0.8)
-    assert not [p for p in children_of(os.getpid()) if pid_alive(p)]
+    assert not [p for p in children_of(os.getpid()) if pid_alive(p) and p not in before]
     assert not (tmp_path / "late.json").exists()
 
 
