@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -14,40 +13,17 @@ from .options import DistributedCacheEntryOptions
 from .shared import (
     READ_SHA,
     WRITE_SHA,
+    CacheBase,
     Items,
-    check_client,
-    is_cluster,
     items_of,
-    scripting_unavailable,
 )
-from .tracing import CacheTracer, traced_async
+from .tracing import traced_async
 
 __all__ = ["AsyncDistributedCache"]
 
-_log = logging.getLogger("apphost_sdk.caching")
 
-
-class AsyncDistributedCache:
+class AsyncDistributedCache(CacheBase[aioredis.Redis]):
     """The asyncio twin of ``DistributedCache``: same methods and storage format, awaited."""
-
-    def __init__(
-        self,
-        client: aioredis.Redis,
-        *,
-        instance_name: str = "",
-        tracer: CacheTracer | None = None,
-        clock: Callable[[], int] = core.now_ticks,
-        owns_client: bool = False,
-    ) -> None:
-        check_client(client)
-        self._client = client
-        self._prefix = instance_name.encode("utf-8")
-        self._instance_name = instance_name
-        self._tracer = tracer
-        self._clock = clock
-        self._owns_client = owns_client
-        self._scripting = True
-        self._cluster = is_cluster(client)
 
     @classmethod
     def from_connection_string(
@@ -60,31 +36,6 @@ class AsyncDistributedCache:
         kwargs.update(redis_kwargs)
         return cls(aioredis.Redis(**kwargs), instance_name=instance_name, owns_client=True)
 
-    @property
-    def client(self) -> aioredis.Redis:
-        """The underlying ``redis.asyncio`` client."""
-        return self._client
-
-    @property
-    def instance_name(self) -> str:
-        """The prefix put in front of every key."""
-        return self._instance_name
-
-    @property
-    def uses_scripts(self) -> bool:
-        """False once the server refused Lua scripting (reads of sliding entries take 2 trips)."""
-        return self._scripting
-
-    def __repr__(self) -> str:
-        return f"AsyncDistributedCache(instance_name={self._instance_name!r})"
-
-    def _key(self, key: str) -> bytes:
-        return self._prefix + key.encode("utf-8")
-
-    def full_key(self, key: str) -> bytes:
-        """The Redis key of ``key``: the instance name and the key, UTF-8, concatenated."""
-        return self._prefix + key.encode("utf-8")
-
     async def _eval(
         self, script: bytes, sha: bytes, keys: Sequence[bytes], args: Sequence[Any]
     ) -> Any:
@@ -94,13 +45,6 @@ class AsyncDistributedCache:
         except NoScriptError:
             await self._client.script_load(script)
             return await self._client.execute_command("EVALSHA", sha, len(keys), *keys, *args)
-
-    def _scripting_failed(self, exc: ResponseError) -> None:
-        """Re-raise data errors; switch to the script-free path when scripting is refused."""
-        if not scripting_unavailable(exc):
-            raise exc
-        _log.debug("Lua scripting unavailable (%s); using the script-free commands", exc)
-        self._scripting = False
 
     # -- reads ----------------------------------------------------------------------------
     @traced_async("get", "EVALSHA")

@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
-from typing import Any
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Generic, TypeVar
 
 from redis.exceptions import NoPermissionError, ResponseError
 
+from . import core
 from .core import READ_SCRIPT, WRITE_SCRIPT
+from .tracing import CacheTracer
 
 __all__ = [
     "READ_SHA",
     "WRITE_SHA",
+    "CacheBase",
     "Items",
     "check_client",
     "is_cluster",
     "items_of",
     "scripting_unavailable",
 ]
+
+_log = logging.getLogger("apphost_sdk.caching")
 
 READ_SHA = hashlib.sha1(READ_SCRIPT).hexdigest().encode()
 WRITE_SHA = hashlib.sha1(WRITE_SCRIPT).hexdigest().encode()
@@ -61,3 +67,60 @@ def is_cluster(client: Any) -> bool:
     from redis.cluster import RedisCluster
 
     return isinstance(client, (RedisCluster, AsyncRedisCluster))
+
+
+ClientT = TypeVar("ClientT")
+
+
+class CacheBase(Generic[ClientT]):
+    """State, keys and the scripting switch both cache twins share; the twins add the I/O."""
+
+    def __init__(
+        self,
+        client: ClientT,
+        *,
+        instance_name: str = "",
+        tracer: CacheTracer | None = None,
+        clock: Callable[[], int] = core.now_ticks,
+        owns_client: bool = False,
+    ) -> None:
+        check_client(client)
+        self._client = client
+        self._prefix = instance_name.encode("utf-8")
+        self._instance_name = instance_name
+        self._tracer = tracer
+        self._clock = clock
+        self._owns_client = owns_client
+        self._scripting = True
+        self._cluster = is_cluster(client)
+
+    @property
+    def client(self) -> ClientT:
+        """The underlying redis-py client (``redis.Redis`` or ``redis.asyncio.Redis``)."""
+        return self._client
+
+    @property
+    def instance_name(self) -> str:
+        """The prefix put in front of every key."""
+        return self._instance_name
+
+    @property
+    def uses_scripts(self) -> bool:
+        """False once the server refused Lua scripting (reads of sliding entries take 2 trips)."""
+        return self._scripting
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(instance_name={self._instance_name!r})"
+
+    def full_key(self, key: str) -> bytes:
+        """The Redis key of ``key``: the instance name and the key, UTF-8, concatenated."""
+        return self._prefix + key.encode("utf-8")
+
+    _key = full_key
+
+    def _scripting_failed(self, exc: ResponseError) -> None:
+        """Re-raise data errors; switch to the script-free path when scripting is refused."""
+        if not scripting_unavailable(exc):
+            raise exc
+        _log.debug("Lua scripting unavailable (%s); using the script-free commands", exc)
+        self._scripting = False

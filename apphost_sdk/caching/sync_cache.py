@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import redis
@@ -14,45 +13,22 @@ from .options import DistributedCacheEntryOptions
 from .shared import (
     READ_SHA,
     WRITE_SHA,
+    CacheBase,
     Items,
-    check_client,
-    is_cluster,
     items_of,
-    scripting_unavailable,
 )
-from .tracing import CacheTracer, traced
+from .tracing import traced
 
 __all__ = ["DistributedCache"]
 
-_log = logging.getLogger("apphost_sdk.caching")
 
-
-class DistributedCache:
+class DistributedCache(CacheBase[redis.Redis]):
     """A Redis-backed distributed cache that .NET's ``IDistributedCache`` can share.
 
     Keys are ``instance_name + key``; values are bytes (see ``get_string``/``set_string``).
     Every call is one round trip, sliding reads included (Lua scripts); when the server refuses
     scripting, writes fall back to MULTI/EXEC and sliding reads to HMGET + PEXPIRE.
     """
-
-    def __init__(
-        self,
-        client: redis.Redis,
-        *,
-        instance_name: str = "",
-        tracer: CacheTracer | None = None,
-        clock: Callable[[], int] = core.now_ticks,
-        owns_client: bool = False,
-    ) -> None:
-        check_client(client)
-        self._client = client
-        self._prefix = instance_name.encode("utf-8")
-        self._instance_name = instance_name
-        self._tracer = tracer
-        self._clock = clock
-        self._owns_client = owns_client
-        self._scripting = True
-        self._cluster = is_cluster(client)
 
     @classmethod
     def from_connection_string(
@@ -65,31 +41,6 @@ class DistributedCache:
         kwargs.update(redis_kwargs)
         return cls(redis.Redis(**kwargs), instance_name=instance_name, owns_client=True)
 
-    @property
-    def client(self) -> redis.Redis:
-        """The underlying redis-py client."""
-        return self._client
-
-    @property
-    def instance_name(self) -> str:
-        """The prefix put in front of every key."""
-        return self._instance_name
-
-    @property
-    def uses_scripts(self) -> bool:
-        """False once the server refused Lua scripting (reads of sliding entries take 2 trips)."""
-        return self._scripting
-
-    def __repr__(self) -> str:
-        return f"DistributedCache(instance_name={self._instance_name!r})"
-
-    def _key(self, key: str) -> bytes:
-        return self._prefix + key.encode("utf-8")
-
-    def full_key(self, key: str) -> bytes:
-        """The Redis key of ``key``: the instance name and the key, UTF-8, concatenated."""
-        return self._prefix + key.encode("utf-8")
-
     def _eval(self, script: bytes, sha: bytes, keys: Sequence[bytes], args: Sequence[Any]) -> Any:
         """EVALSHA, loading the script when the server does not know it yet."""
         try:
@@ -97,13 +48,6 @@ class DistributedCache:
         except NoScriptError:
             self._client.script_load(script)
             return self._client.execute_command("EVALSHA", sha, len(keys), *keys, *args)
-
-    def _scripting_failed(self, exc: ResponseError) -> None:
-        """Re-raise data errors; switch to the script-free path when scripting is refused."""
-        if not scripting_unavailable(exc):
-            raise exc
-        _log.debug("Lua scripting unavailable (%s); using the script-free commands", exc)
-        self._scripting = False
 
     # -- reads ----------------------------------------------------------------------------
     @traced("get", "EVALSHA")
