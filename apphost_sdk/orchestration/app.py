@@ -36,6 +36,25 @@ def set_pending_command(command: Callable[[DistributedApplication], int] | None)
     _pending_command = command
 
 
+def _install_error_hook() -> None:
+    """Show our own errors (bad model, bad configuration) as one clear line, not a traceback:
+    they name the fix, and the stack of the SDK's internals would only bury it."""
+    previous = sys.excepthook
+    if getattr(previous, "apphost_hook", False):
+        return
+
+    def hook(
+        exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
+    ) -> None:
+        if issubclass(exc_type, ApphostError):
+            print(f"apphost: {exc}", file=sys.stderr)
+        else:
+            previous(exc_type, exc, tb)
+
+    hook.apphost_hook = True  # type: ignore[attr-defined]
+    sys.excepthook = hook
+
+
 @attrs.frozen
 class AppModel:
     """The validated resources of an app, in the order they were added."""
@@ -62,6 +81,7 @@ class DistributedApplication:
         """
         caller = sys._getframe(1).f_code.co_filename
         path = Path(caller) if not caller.startswith("<") else Path.cwd()
+        _install_error_hook()
         return DistributedApplicationBuilder(args, path.resolve())
 
     def __init__(self, builder: DistributedApplicationBuilder) -> None:

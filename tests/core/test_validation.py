@@ -4,6 +4,8 @@ and the fix (issue 2, "Validation at build time")."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -274,3 +276,21 @@ def test_fluent_api_rejects_wrong_arguments() -> None:
         b.add_executable("api", "true", ".").with_reference("cache")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="with_lifetime"):
         cache.with_lifetime("forever")  # type: ignore[arg-type]
+
+
+def test_running_an_invalid_app_host_prints_the_problems_not_a_traceback(tmp_path: Path) -> None:
+    script = write(
+        tmp_path / "shop" / "apphost.py",
+        "from apphost_sdk import DistributedApplication\n"
+        "b = DistributedApplication.create_builder()\n"
+        'b.add_redis("bad--name")\n'
+        'b.add_redis("Cache")\n'
+        'b.add_redis("cache")\n'
+        "b.build().run()\n",
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert done.stderr.startswith("apphost: the application model has 2 problems:")
+    assert "'bad--name' must not contain '--'" in done.stderr
+    assert "'cache' is used twice" in done.stderr
