@@ -65,12 +65,14 @@ class RedisEndpoint:
         if token.startswith("["):
             close = token.find("]")
             if close < 0:
-                raise ConfigurationError(f"endpoint {token!r} has an unclosed '['")
+                raise ConfigurationError("an endpoint of the connection string has an unclosed '['")
             host, rest = token[1:close], token[close + 1 :]
             if not rest:
                 return cls(host)
             if not rest.startswith(":"):
-                raise ConfigurationError(f"endpoint {token!r} is malformed")
+                raise ConfigurationError(
+                    "an endpoint of the connection string is malformed (expected host:port)"
+                )
             return cls(host, _parse_port(rest[1:], token))
         if token.count(":") == 1:
             host, port = token.split(":")
@@ -82,9 +84,12 @@ def _parse_port(text: str, token: str) -> int:
     try:
         port = int(text)
     except ValueError:
-        raise ConfigurationError(f"endpoint {token!r} has an invalid port {text!r}") from None
+        raise ConfigurationError(
+            "an endpoint of the connection string has a port that is not a number "
+            "(expected host:port; a password with a comma cannot be written in this format)"
+        ) from None
     if not 0 < port < 65536:
-        raise ConfigurationError(f"endpoint {token!r} has a port out of range")
+        raise ConfigurationError("an endpoint of the connection string has a port out of range")
     return port
 
 
@@ -98,7 +103,7 @@ def _to_bool(key: str, raw: str) -> bool:
     if low in _FALSE:
         return False
     raise ConfigurationError(
-        f"connection string key {key} must be true/false, 1/0, yes/no or on/off, not {raw!r}"
+        f"connection string key {key} must be true/false, 1/0, yes/no or on/off"
     )
 
 
@@ -106,9 +111,7 @@ def _to_int(key: str, raw: str) -> int:
     try:
         return int(raw.strip())
     except ValueError:
-        raise ConfigurationError(
-            f"connection string key {key} must be a whole number, not {raw!r}"
-        ) from None
+        raise ConfigurationError(f"connection string key {key} must be a whole number") from None
 
 
 def _to_protocol(key: str, raw: str) -> int:
@@ -117,7 +120,7 @@ def _to_protocol(key: str, raw: str) -> int:
         return 2
     if low in {"resp3", "3"}:
         return 3
-    raise ConfigurationError(f"connection string key {key} must be resp2 or resp3, not {raw!r}")
+    raise ConfigurationError(f"connection string key {key} must be resp2 or resp3")
 
 
 def _render_value(value: object) -> str:

@@ -131,6 +131,13 @@ def _config_of(cache: Any) -> dict[str, str]:
     return {str(k): str(v) for k, v in data.items() if v is not None}
 
 
+def _secret_setting(key: str) -> bool:
+    """Whether a ``redisConfiguration`` setting holds a secret (storage connection strings,
+    passwords, keys): its values are never shown in plans or progress."""
+    k = key.lower()
+    return "connection-string" in k or "password" in k or k.endswith("key") or "secret" in k
+
+
 def differences(desired: DesiredCache, cache: Any) -> list[str]:
     """Human-readable differences between the desired state and the cache in Azure."""
     spec = desired.spec
@@ -159,8 +166,14 @@ def differences(desired: DesiredCache, cache: Any) -> list[str]:
             changes.append(f"{label}: {actual} -> {wanted}")
     actual_config = {k.lower(): v for k, v in _config_of(cache).items()}
     for key, value in spec.redis_configuration.items():
-        if actual_config.get(key.lower()) != value:
-            changes.append(f"redisConfiguration.{key}: {actual_config.get(key.lower())} -> {value}")
+        actual = actual_config.get(key.lower())
+        if _secret_setting(key):
+            # Write-only in ARM (not returned by GET): a change of the desired value shows in
+            # the desired-state checksum instead. Never print either value.
+            if actual is not None and actual != value:
+                changes.append(f"redisConfiguration.{key}: (secret value changed)")
+        elif actual != value:
+            changes.append(f"redisConfiguration.{key}: {actual} -> {value}")
     tags = cache.tags or {}
     for key, value in spec.tags.items():
         if tags.get(key) != value:

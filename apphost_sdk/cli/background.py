@@ -89,7 +89,9 @@ def launch(
     (state_dir / "status.json").unlink(missing_ok=True)
     log_path = state_dir / "apphost.log"
     if not hasattr(os, "fork"):
-        with open(log_path, "wb") as log:
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.chmod(log_path, 0o600)
+        with os.fdopen(fd, "wb") as log:
             popen = subprocess.Popen(
                 [sys.executable, str(app_host), *extra_args],
                 cwd=app_host.parent,
@@ -109,6 +111,7 @@ def launch(
     try:  # the child: become the detached app host
         os.setsid()
         fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # an older log may have another mode
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.dup2(fd, 1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..errors import ValidationError
+from ..masking import MIN_SECRET_LENGTH
 from .names import name_problem
 from .resources import (
     AzureRedisResource,
@@ -173,6 +174,7 @@ def _value_problems(builder: DistributedApplicationBuilder) -> list[str]:
         redis = redis_in_run_mode(r)
         if redis is not None and redis.password_parameter is not None:
             required.add(id(redis.password_parameter))
+    problems += _secret_problems(builder)
     for r in builder.resources:
         if (
             isinstance(r, ConnectionStringResource)
@@ -193,5 +195,38 @@ def _value_problems(builder: DistributedApplicationBuilder) -> list[str]:
             problems.append(
                 f"parameter {r.name} has no value: pass value=..., set Parameters:{r.name} "
                 f"in appsettings.json or the environment variable Parameters__{r.name}"
+            )
+    return problems
+
+
+def _parameter_value(builder: DistributedApplicationBuilder, p: ParameterResource) -> str | None:
+    if p.explicit_value is not None:
+        return p.explicit_value
+    return builder.configuration.get_str(f"Parameters:{p.name}")
+
+
+def _secret_problems(builder: DistributedApplicationBuilder) -> list[str]:
+    """Secrets the SDK could not keep secret. Messages name the parameter, never its value."""
+    problems: list[str] = []
+    passwords: dict[int, str] = {}
+    for r in builder.resources:
+        redis = redis_in_run_mode(r)
+        if redis is not None and redis.password_parameter is not None:
+            passwords[id(redis.password_parameter)] = redis.name
+    for r in builder.resources:
+        if not isinstance(r, ParameterResource):
+            continue
+        value = _parameter_value(builder, r)
+        if value is None or not (r.secret or id(r) in passwords):
+            continue
+        if len(value) < MIN_SECRET_LENGTH:
+            problems.append(
+                f"parameter {r.name} is a secret shorter than {MIN_SECRET_LENGTH} characters, "
+                "which cannot be masked in output: give it a longer value"
+            )
+        if id(r) in passwords and "," in value:
+            problems.append(
+                f"parameter {r.name}, the password of {passwords[id(r)]}, contains a comma, "
+                "which StackExchange.Redis connection strings cannot carry: choose another"
             )
     return problems

@@ -43,9 +43,7 @@ def _install_error_hook() -> None:
     if getattr(previous, "apphost_hook", False):
         return
 
-    def hook(
-        exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
-    ) -> None:
+    def hook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
         if issubclass(exc_type, ApphostError):
             print(f"apphost: {exc}", file=sys.stderr)
         else:
@@ -243,6 +241,8 @@ class DistributedApplication:
                 rec = orch.record(snap.name)
                 injected = _injected_for_dependents(rec.connection, rec.http_url, snap.name)
                 item = snap.to_json()
+                if snap.message:
+                    item["message"] = self.masker.mask(snap.message)
                 item["injects"] = injected
                 item["injectsMasked"] = self.masker.mask_mapping(injected)
                 resources.append(item)

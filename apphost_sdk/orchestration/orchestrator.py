@@ -271,6 +271,7 @@ class Orchestrator:
                 data_volume=volume,
                 bind_mount=redis.bind_mount,
                 lifetime=redis.lifetime,
+                hash_key=self.app.state.secret("config-hash-key"),
             )
         if not self._specs:
             return
@@ -285,7 +286,9 @@ class Orchestrator:
         except ApphostError as exc:
             self._runtime = None
             for name in self._specs:
-                self._set(self._records[name], State.FAILED_TO_START, message=str(exc))
+                self._set(
+                    self._records[name], State.FAILED_TO_START, message=self.masker.mask(str(exc))
+                )
 
     # -- per-resource thread ------------------------------------------------------------
     def _run_resource(self, rec: _Record) -> None:
@@ -301,7 +304,7 @@ class Orchestrator:
                 self._run_executable(rec, r)
             elif isinstance(r, ConnectionStringResource):
                 value = self.app.configuration.get_str(f"ConnectionStrings:{r.name}")
-                self.masker.add(value)  # connection strings usually carry credentials
+                self.masker.add_connection_string(value)  # usually carries credentials
                 rec.connection = value
                 self._set(rec, State.RUNNING, Health.HEALTHY, endpoint="(connection string)")
             elif isinstance(r, AzureRedisResource):
@@ -421,7 +424,7 @@ class Orchestrator:
             return
         password = getattr(outputs, "password", None)
         self.masker.add(password)
-        self.masker.add(outputs.connection_string if password else None)
+        self.masker.add_connection_string(outputs.connection_string)
         rec.connection = RedisEndpoint(
             outputs.host_name,
             outputs.ssl_port,
@@ -476,7 +479,7 @@ class Orchestrator:
         try:
             argv = self._executable_argv(r)
         except ApphostError as exc:
-            self._set(rec, State.FAILED_TO_START, message=str(exc))
+            self._set(rec, State.FAILED_TO_START, message=self.masker.mask(str(exc)))
             return
         env = self.injected_environment(r)
         env.setdefault("OTEL_SERVICE_NAME", r.name)
@@ -501,7 +504,11 @@ class Orchestrator:
                 argv, r.working_directory, full_env, lambda s, ln: self._on_line(rec, s, ln)
             )
         except OSError as exc:
-            self._set(rec, State.FAILED_TO_START, message=f"could not start {argv[0]}: {exc}")
+            self._set(
+                rec,
+                State.FAILED_TO_START,
+                message=self.masker.mask(f"could not start {argv[0]}: {exc}"),
+            )
             return
         with self._cond:
             rec.process = process
@@ -569,7 +576,9 @@ class Orchestrator:
         if self._stopping.is_set() and rec.state is State.STOPPING:
             return
         state = State.FINISHED if code == 0 else State.EXITED
-        health = Health.UNHEALTHY if rec.name in self._specs else rec.health
+        # A Redis that exits on its own is a broken dependency; a service that exits has no
+        # health left to report.
+        health = Health.UNHEALTHY if rec.name in self._specs else Health.UNKNOWN
         self._set(rec, state, health, exit_code=code)
 
     # -- stopping -----------------------------------------------------------------------

@@ -7,6 +7,7 @@ both implement it, so the orchestrator never knows which one it drives.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -52,6 +53,9 @@ class ContainerSpec:
     data_volume: str | None = None
     bind_mount: str | None = None
     lifetime: Lifetime = "session"
+    #: Key of the HMAC that turns secrets into config-hash fields (kept in the app's state):
+    #: the hash is stored in a label, and a plain hash of a weak password could be guessed.
+    hash_key: str | None = attrs.field(default=None, repr=False)
 
     @property
     def image_ref(self) -> str:
@@ -79,18 +83,20 @@ class ContainerSpec:
             json.dumps(self.config_fields(), sort_keys=True).encode()
         ).hexdigest()[:16]
 
+    def _digest(self, value: str) -> str:
+        if self.hash_key:
+            return hmac.new(self.hash_key.encode(), value.encode(), "sha256").hexdigest()[:16]
+        return hashlib.sha256(value.encode()).hexdigest()[:16]
+
     def config_fields(self) -> dict[str, object]:
         """The settings ``config_hash`` covers, by name (used to say which one changed)."""
-        pw = hashlib.sha256(self.password.encode()).hexdigest()[:16] if self.password else None
+        pw = self._digest(self.password) if self.password else None
         return {
             "image": self.image_ref,
             "target_port": self.target_port,
             "host_port": self.host_port,
             "password": pw,
-            "environment": {
-                k: hashlib.sha256(v.encode()).hexdigest()[:16]
-                for k, v in sorted(self.environment.items())
-            },
+            "environment": {k: self._digest(v) for k, v in sorted(self.environment.items())},
             "args": self.redis_args(),
             "data_volume": self.data_volume,
             "bind_mount": self.bind_mount,

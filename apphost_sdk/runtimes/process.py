@@ -50,9 +50,22 @@ def find_redis_server(environ: dict[str, str] | None = None) -> str:
     raise RuntimeUnavailableError(f"no redis-server binary found on PATH; {INSTALL_HINT}")
 
 
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
 def _quote(value: str) -> str:
-    """Quote a value for redis.conf (double quotes with backslash escapes)."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """Quote a value for redis.conf: double quotes, with backslash escapes for quotes,
+    backslashes and control characters (a raw newline would cut the line, and the error
+    redis-server prints would then show part of the value)."""
+    out = []
+    for ch in value:
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
 
 
 def render_config(spec: ContainerSpec, port: int, data_dir: Path) -> str:

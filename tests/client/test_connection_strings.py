@@ -107,7 +107,7 @@ def test_ignore_unknown_accepts_unknown_keys_in_any_position() -> None:
     [
         ("h,ssl=maybe", "ssl"),
         ("h,connectTimeout=soon", "connectTimeout"),
-        ("h:notaport", "invalid port"),
+        ("h:notaport", "port that is not a number"),
         ("h:70000", "out of range"),
         ("h,protocol=resp4", "protocol"),
         ("[::1", "unclosed"),
@@ -116,6 +116,14 @@ def test_ignore_unknown_accepts_unknown_keys_in_any_position() -> None:
 def test_malformed_values_are_errors(text: str, fragment: str) -> None:
     with pytest.raises(ConfigurationError, match=fragment):
         RedisConnectionOptions.parse(text)
+
+
+def test_errors_never_echo_values_that_may_hold_password_fragments() -> None:
+    # A password with a comma spills into the next item; its pieces must not be echoed.
+    for text in ("h,password=ab,cdSECRET:xy", "h,password=ab,connectTimeout=cdSECRET"):
+        with pytest.raises(ConfigurationError) as info:
+            RedisConnectionOptions.parse(text)
+        assert "cdSECRET" not in str(info.value)
 
 
 def test_password_never_in_repr_or_str() -> None:

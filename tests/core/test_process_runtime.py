@@ -262,3 +262,16 @@ def test_a_killed_app_hosts_run_folder_is_swept_at_the_next_start(
     app.stop()
     runs = {p.name for p in (app.state_dir / "run").iterdir()}
     assert runs == {"cafe00000000"}, "a cleanly stopped run leaves no folder"
+
+
+def test_a_password_with_quotes_backslashes_and_newlines_works(
+    apps: list[DistributedApplication],
+) -> None:
+    password = 'pa"ss\\word\nline2\ttab-and-more'
+    b = DistributedApplication.create_builder([])
+    b.add_redis("cache").with_password(b.add_parameter("pw", password, secret=True))
+    app = start(b, apps)
+    port = int((app.connection_string("cache") or "").split(",")[0].rsplit(":", 1)[1])
+    assert redis.Redis(port=port, password=password, retry=Retry(NoBackoff(), 0)).ping()
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis(port=port, password="pa", retry=Retry(NoBackoff(), 0)).ping()

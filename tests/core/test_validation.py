@@ -159,7 +159,7 @@ def test_reference_without_connection_info() -> None:
 
 def test_reference_to_parameter_suggests_with_environment() -> None:
     b = new_builder()
-    pw = b.add_parameter("pw", "x", secret=True)
+    pw = b.add_parameter("pw", "long-enough-secret", secret=True)
     b.add_executable("api", "true", ".").with_reference(pw)
     problem = one_problem(b)
     assert "api references pw" in problem

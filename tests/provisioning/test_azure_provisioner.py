@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import stat
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -294,3 +295,31 @@ def test_errors_are_apphost_errors_without_secrets(emulator: Emulator, state_dir
         run(emulator, state_dir, AzureRedisRequest("kv", use_access_keys=True), MaxAttempts="2")
     assert str(info.value).startswith("kv: ")
     assert outputs.primary_key is not None and outputs.primary_key not in str(info.value)
+
+
+def test_secret_redis_configuration_is_applied_but_never_printed(
+    emulator: Emulator, state_dir: Path
+) -> None:
+    def storage(key: str) -> Callable[[CacheSpec], None]:
+        def configure(spec: CacheSpec) -> None:
+            spec.redis_configuration["rdb-storage-connection-string"] = (
+                f"DefaultEndpointsProtocol=https;AccountName=acct;AccountKey={key}"
+            )
+
+        return configure
+
+    run(
+        emulator,
+        state_dir,
+        AzureRedisRequest("cache", infrastructure_callbacks=(storage("First0123=="),)),
+    )
+    statuses: list[tuple[str, str]] = []
+    run(
+        emulator,
+        state_dir,
+        AzureRedisRequest("cache", infrastructure_callbacks=(storage("Second4567=="),)),
+        statuses=statuses,
+    )
+    shown = repr(statuses)
+    assert "First0123" not in shown and "Second4567" not in shown
+    assert emulator.count("PATCH") + len(emulator.cache_puts()) >= 2, "the change is applied"
