@@ -103,6 +103,14 @@ class Configuration(Mapping[str, str]):
             raise ConfigurationError(f"configuration file {p} does not exist")
         try:
             data = json.loads(p.read_text(encoding="utf-8-sig") or "{}")
+        except UnicodeDecodeError as exc:
+            raise ConfigurationError(
+                f"{p} is not UTF-8 text (byte {exc.start}); save it as UTF-8"
+            ) from None
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot read {p}: {exc.strerror}; fix its permissions"
+            ) from None
         except json.JSONDecodeError as exc:
             raise ConfigurationError(
                 f"{p} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "

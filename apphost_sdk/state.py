@@ -16,7 +16,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from .errors import ApphostError
 from .model.names import slug
+from .runtimes.process_identity import process_alive
 
 PASSWORD_ALPHABET = string.ascii_letters + string.digits
 PASSWORD_LENGTH = 22
@@ -67,13 +69,39 @@ def read_json(path: Path) -> Any:
         return None
 
 
+def running_status(state_dir: Path) -> dict[str, Any] | None:
+    """The status of the app host that runs for this state folder, or None.
+
+    The status names its writer by pid and process start time, so a pid reused after a crash
+    or reboot is never taken for the app host (and never signalled).
+    """
+    status = read_json(state_dir / "status.json")
+    if not isinstance(status, dict) or status.get("phase") not in ("starting", "ready"):
+        return None
+    pid, start = status.get("pid"), status.get("pidStart")
+    if not isinstance(pid, int) or not isinstance(start, str) or not start:
+        return None
+    return status if process_alive(pid, start) else None
+
+
+def ensure_directory(directory: Path) -> None:
+    """Create ``directory`` (0700), or fail naming it and the setting that chose it."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ApphostError(
+            f"cannot create the state folder {directory}: {exc.strerror}; set "
+            "APPHOST_STATE_DIR to a writable folder"
+        ) from None
+
+
 class AppState:
     """One app host's state folder."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._lock = threading.Lock()
-        directory.mkdir(parents=True, exist_ok=True)
+        ensure_directory(directory)
         try:
             os.chmod(directory, 0o700)
         except OSError:

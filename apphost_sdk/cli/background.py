@@ -11,7 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..state import app_identity, read_json, state_root
+from ..errors import ApphostError
+from ..runtimes.process_identity import process_alive, process_start_time
+from ..state import app_identity, ensure_directory, read_json, state_root
 
 
 def state_dir_for(app_host: Path) -> Path:
@@ -20,35 +22,10 @@ def state_dir_for(app_host: Path) -> Path:
     return state_root() / app_id
 
 
-def pid_alive(pid: object) -> bool:
-    """True when a process with this pid exists (and is not a zombie)."""
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
 def read_status(state_dir: Path) -> dict[str, Any] | None:
     """The status a running (or finished) app host wrote, or None."""
     data = read_json(state_dir / "status.json")
     return data if isinstance(data, dict) else None
-
-
-def running_status(state_dir: Path) -> dict[str, Any] | None:
-    """The status of an app host that is still running, or None."""
-    status = read_status(state_dir)
-    if status and status.get("phase") in ("starting", "ready") and pid_alive(status.get("pid")):
-        return status
-    return None
 
 
 class Launched:
@@ -85,7 +62,7 @@ def launch(
     no second interpreter start-up, which is most of what ``apphost start`` adds.
     """
     state_dir = state_dir_for(app_host)
-    state_dir.mkdir(parents=True, exist_ok=True)
+    ensure_directory(state_dir)
     (state_dir / "status.json").unlink(missing_ok=True)
     log_path = state_dir / "apphost.log"
     if not hasattr(os, "fork"):
@@ -122,7 +99,7 @@ def launch(
         os.environ["APPHOST_DETACHED"] = "1"
         code = run(app_host, extra_args)
     except BaseException as exc:  # report it in the log; never return into the CLI
-        print(f"apphost: the app host failed: {exc}", file=sys.stderr)
+        print(describe_failure(exc), file=sys.stderr)
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -147,28 +124,65 @@ def wait_ready(
                 proc.wait(30)
                 return False, status, str(status.get("error") or "the app failed to start")
         if proc.poll() is not None:
-            return False, status, f"the app host exited with code {proc.returncode}"
+            last = log_tail(state_dir, 1)
+            return False, status, last or f"the app host exited with code {proc.returncode}"
         time.sleep(0.01)
     stop_pid(proc.pid, 30)
-    return False, status, f"not ready after {timeout:g} s (stopped it)"
+    pending = [
+        f"{r.get('name', '?')} ({r.get('state', '?')}, {r.get('health', '?')})"
+        for r in (status or {}).get("resources", [])
+        if isinstance(r, dict)
+        and not (
+            r.get("state") == "Finished"
+            or (r.get("state") == "Running" and r.get("health") == "Healthy")
+        )
+    ]
+    return (
+        False,
+        status,
+        f"not ready after {timeout:g} s; not healthy yet: {', '.join(pending) or 'unknown'} "
+        "(stopped the app host; raise --timeout or fix the health check)",
+    )
 
 
-def stop_pid(pid: int, timeout: float) -> bool:
-    """SIGTERM the app host and wait for it to exit (SIGKILL after ``timeout``)."""
+def stop_pid(pid: int, timeout: float, start_time: str = "") -> bool:
+    """SIGTERM the app host and wait for it to exit (SIGKILL after ``timeout``); returns False
+    when it took SIGKILL. Signals only the process that ``start_time`` identifies."""
+    start_time = start_time or process_start_time(pid)
+    if not process_alive(pid, start_time):
+        return True
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return True
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not pid_alive(pid):
+        if not process_alive(pid, start_time):
             return True
         time.sleep(0.05)
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    if process_alive(pid, start_time):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     return False
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One message for an app host file that failed: our own errors as they are, anything
+    else with the frames of the user's file (not the SDK's) so the line to fix is shown."""
+    if isinstance(exc, ApphostError):
+        return f"apphost: {exc}"
+    import traceback
+
+    frames = [
+        f
+        for f in traceback.extract_tb(exc.__traceback__)
+        if "/apphost_sdk/" not in f.filename and not f.filename.startswith("<frozen")
+    ]
+    where = "".join(traceback.format_list(frames))
+    what = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    return f"apphost: the app host file raised an error:\n{where}{what}"
 
 
 def log_tail(state_dir: Path, lines: int = 15) -> str:

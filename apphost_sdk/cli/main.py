@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ApphostError
+from ..state import running_status
 
 USAGE = """apphost COMMAND [APPHOST.py] [options]
 
@@ -32,20 +33,27 @@ def _app_host(value: str) -> Path:
         path = path / "apphost.py"
     if not path.is_file():
         raise ApphostError(f"{value}: no such app host file (give the path to your apphost.py)")
+    if path.suffix != ".py":
+        raise ApphostError(f"{value} is not a Python file; give the path to your apphost.py")
     return path.resolve()
 
 
 def _run_path(app_host: Path, args: Sequence[str]) -> int:
     """Run the app host file as ``__main__`` with ``args`` as its arguments."""
+    from ..orchestration import app as app_module
+
     old_argv, old_path = sys.argv, list(sys.path)
     sys.argv = [str(app_host), *args]
     sys.path.insert(0, str(app_host.parent))
+    app_module.run_called = False
     try:
         runpy.run_path(str(app_host), run_name="__main__")
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     finally:
         sys.argv, sys.path[:] = old_argv, old_path
+    if not app_module.run_called:
+        raise ApphostError(f"{app_host} never called builder.build().run(); end it with that call")
     return 0
 
 
@@ -105,10 +113,15 @@ def cmd_start(ns: argparse.Namespace, rest: list[str]) -> int:
 
     app_host = _app_host(ns.apphost)
     state_dir = background.state_dir_for(app_host)
-    status = background.running_status(state_dir)
+    status = running_status(state_dir)
     if status is None:
         proc = background.launch(app_host, rest, _run_path)
-        ready, status, reason = background.wait_ready(proc, state_dir, ns.timeout)
+        try:
+            ready, status, reason = background.wait_ready(proc, state_dir, ns.timeout)
+        except KeyboardInterrupt:
+            background.stop_pid(proc.pid, 30)
+            print("apphost start: interrupted; stopped the app host", file=sys.stderr)
+            return 130
         if not ready:
             print(f"apphost start: {reason}", file=sys.stderr)
             tail = background.log_tail(state_dir)
@@ -117,6 +130,8 @@ def cmd_start(ns: argparse.Namespace, rest: list[str]) -> int:
             return 1
     elif not ns.json:
         print(f"already running (pid {status.get('pid')})")
+        if rest:
+            print(f"ignored {' '.join(rest)}: stop the app first to change its settings")
     assert status is not None
     if ns.json:
         print(json.dumps(_public_status(status, ns.show_secrets), indent=2))
@@ -129,11 +144,11 @@ def cmd_stop(ns: argparse.Namespace, rest: list[str]) -> int:
     from . import background
 
     app_host = _app_host(ns.apphost)
-    status = background.running_status(background.state_dir_for(app_host))
+    status = running_status(background.state_dir_for(app_host))
     if status is None:
         print(f"{app_host} is not running")
         return 0
-    clean = background.stop_pid(int(status["pid"]), ns.timeout)
+    clean = background.stop_pid(int(status["pid"]), ns.timeout, str(status["pidStart"]))
     print(f"stopped {status.get('app')} (pid {status['pid']})" + ("" if clean else " by SIGKILL"))
     return 0
 
@@ -147,7 +162,7 @@ def cmd_status(ns: argparse.Namespace, rest: list[str]) -> int:
     else:
         root = state_root()
         dirs = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
-    statuses = [s for d in dirs if (s := background.running_status(d)) is not None]
+    statuses = [s for d in dirs if (s := running_status(d)) is not None]
     if ns.json:
         print(json.dumps([_public_status(s, ns.show_secrets) for s in statuses], indent=2))
     elif not statuses:
@@ -161,9 +176,17 @@ def cmd_status(ns: argparse.Namespace, rest: list[str]) -> int:
 def cmd_down(ns: argparse.Namespace, rest: list[str]) -> int:
     from ..runtimes.cleanup import down
     from ..state import app_identity
+    from . import background
 
     if not ns.apphost and not ns.all:
-        raise ApphostError("apphost down: give APPHOST.py, or --all for every app")
+        raise ApphostError("give APPHOST.py, or --all for every app")
+    if ns.apphost:
+        live = running_status(background.state_dir_for(_app_host(ns.apphost)))
+        if live is not None:
+            raise ApphostError(
+                f"{live.get('app')} is running (pid {live['pid']}); run "
+                f"`apphost stop {ns.apphost}` first"
+            )
     app_id = None if ns.all else app_identity(_app_host(ns.apphost))[1]
     removed = down(app_id, ns.volumes, print)
     print(f"removed {len(removed)} item(s)" if removed else "nothing to remove")
@@ -217,7 +240,7 @@ def _azure(name: str) -> Callable[[argparse.Namespace, list[str]], int]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="apphost", usage=USAGE, add_help=True)
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, prog="apphost")
 
     p = sub.add_parser("run", help="run in the foreground")
     p.add_argument("apphost")
@@ -261,7 +284,13 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, list[str]], int]] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``apphost`` console script and ``python -m apphost_sdk``."""
-    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv))
+    except KeyboardInterrupt:
+        return 130
+
+
+def _main(args: list[str]) -> int:
     parser = build_parser()
     if args and args[0] == "run":
         # Everything after the file belongs to the app host (configuration overrides).

@@ -20,7 +20,8 @@ from ..masking import SecretMasker
 from ..model.builder import DistributedApplicationBuilder
 from ..model.connection import RedisEndpoint
 from ..model.resources import Resource
-from ..state import AppState, app_identity, state_root, write_private
+from ..runtimes.process_identity import process_start_time
+from ..state import AppState, app_identity, running_status, state_root, write_private
 from .console import Reporter, make_reporter
 from .orchestrator import Orchestrator
 from .states import ResourceSnapshot
@@ -28,6 +29,9 @@ from .states import ResourceSnapshot
 #: Set by the ``apphost`` CLI for commands (plan, provision, …) that need the built model
 #: instead of a run: ``app.run()`` hands the app to it and exits with its return code.
 _pending_command: Callable[[DistributedApplication], int] | None = None
+#: Set once an app of this process is started or run; the CLI checks it to tell a user whose
+#: app host file never calls ``builder.build().run()``.
+run_called = False
 
 
 def set_pending_command(command: Callable[[DistributedApplication], int] | None) -> None:
@@ -95,6 +99,7 @@ class DistributedApplication:
         self._reporter: Reporter | None = None
         self._status_lock = threading.Lock()
         self._status_seq = 0
+        self._pid_start = process_start_time(os.getpid())
         self._status_written = 0
         self._phase = "built"
         self._error: str | None = None
@@ -106,8 +111,16 @@ class DistributedApplication:
         Raises ``ResourceStartError`` (after stopping everything) naming what failed, with its
         last log lines.
         """
+        global run_called
+        run_called = True
         if self._orchestrator is not None:
             raise ApphostError("this application is already started; call stop() first")
+        other = running_status(self.state.directory)
+        if other is not None and other.get("pid") != os.getpid():
+            raise ApphostError(
+                f"{self.app_name} is already running (pid {other['pid']}); stop it with "
+                f"`apphost stop {self.builder.app_host_path}` first"
+            )
         if not self.execution_context.is_run_mode:
             raise ApphostError(
                 "publish mode is not available yet; run without --publisher to run the app"
@@ -194,6 +207,8 @@ class DistributedApplication:
     # -- run ----------------------------------------------------------------------------
     def run(self) -> None:
         """Run until Ctrl-C or SIGTERM; exit non-zero naming the resource when one fails."""
+        global run_called
+        run_called = True
         if _pending_command is not None:
             raise SystemExit(_pending_command(self))
         stop_requested = threading.Event()
@@ -251,6 +266,7 @@ class DistributedApplication:
             "appId": self.app_id,
             "appHost": str(self.builder.app_host_path),
             "pid": os.getpid(),
+            "pidStart": self._pid_start,
             "phase": self._phase,
             "error": self.masker.mask(self._error) if self._error else None,
             "updated": _dt.datetime.now(_dt.timezone.utc).isoformat(),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import os
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -20,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ApphostError
+from ..errors import ApphostError, ImageUnavailableError
 from ..masking import SecretMasker
 from ..model.connection import (
     RedisEndpoint,
@@ -28,6 +29,7 @@ from ..model.connection import (
     service_environment,
 )
 from ..model.resources import (
+    DEFAULT_REDIS_IMAGE,
     AzureRedisResource,
     ConnectionStringResource,
     ExecutableResource,
@@ -40,6 +42,7 @@ from ..model.resources import (
 from ..model.validation import redis_in_run_mode
 from ..runtimes.base import ContainerHandle, ContainerRuntime, ContainerSpec
 from ..runtimes.health import free_port, port_is_free, redis_ping, tcp_accepts
+from ..runtimes.process import ProcessRuntime
 from ..runtimes.subprocesses import ManagedProcess, spawn
 from .console import Reporter
 from .states import Health, ResourceSnapshot, State
@@ -282,13 +285,33 @@ class Orchestrator:
             self.reporter.info(f"running Redis with {self._runtime.describe()}")
             for removed in self._runtime.cleanup_orphans():
                 self.reporter.info(f"removed {removed} left behind by an earlier app host")
-            self._runtime.prepare(list(self._specs.values()), self.reporter.info)
+            try:
+                self._runtime.prepare(list(self._specs.values()), self.reporter.info)
+            except ImageUnavailableError as exc:
+                if not self._may_fall_back_to_processes():
+                    raise
+                self.reporter.info(
+                    f"{exc}; APPHOST_CONTAINER_RUNTIME is auto, so Redis runs as local "
+                    "redis-server processes instead"
+                )
+                self._runtime.close()
+                self._runtime = ProcessRuntime()
+                self._runtime.prepare(list(self._specs.values()), self.reporter.info)
         except ApphostError as exc:
             self._runtime = None
             for name in self._specs:
                 self._set(
                     self._records[name], State.FAILED_TO_START, message=self.masker.mask(str(exc))
                 )
+
+    def _may_fall_back_to_processes(self) -> bool:
+        """Under ``auto``, an engine that cannot get the stock Redis image (offline, no
+        registry) is no reason to fail: a local redis-server is the same server. A custom
+        image (modules, another version) is never silently replaced."""
+        from ..runtimes.selection import requested_runtime
+
+        stock = all(s.image == DEFAULT_REDIS_IMAGE for s in self._specs.values())
+        return stock and requested_runtime() == "auto"
 
     # -- per-resource thread ------------------------------------------------------------
     def _run_resource(self, rec: _Record) -> None:
@@ -374,7 +397,8 @@ class Orchestrator:
         try:
             handle = self._runtime.start(spec, lambda s, line: self._on_line(rec, s, line))
         except ApphostError as exc:
-            self._set(rec, State.FAILED_TO_START, message=self.masker.mask(str(exc)))
+            message = _without_name(rec.name, str(exc))
+            self._set(rec, State.FAILED_TO_START, message=self.masker.mask(message))
             return
         with self._cond:
             rec.handle = handle
@@ -600,7 +624,9 @@ class Orchestrator:
             self.reporter.info(f"stopping {rec.name} failed: {self.masker.mask(str(exc))}")
             return
         if running:  # a stopped resource has no health to report
-            state = State.EXITED if code not in (0, None) else State.FINISHED
+            # Killed by the signals we sent it is a normal end, not a crash.
+            normal = (0, None, -signal.SIGTERM, -signal.SIGKILL, 128 + signal.SIGTERM)
+            state = State.FINISHED if code in normal else State.EXITED
             self._set(rec, state, Health.UNKNOWN, exit_code=code)
 
     # -- plumbing -----------------------------------------------------------------------
@@ -644,3 +670,12 @@ class Orchestrator:
             self.reporter.state_changed(after, [r.snapshot() for r in self._records.values()])
             if self.on_change is not None:
                 self.on_change()
+
+
+def _without_name(name: str, message: str) -> str:
+    """A runtime's error without its leading ``cache:`` / ``resource 'cache':`` (the failure
+    report names the resource already)."""
+    for prefix in (f"{name}: ", f"resource {name!r}: "):
+        if message.startswith(prefix):
+            return message[len(prefix) :]
+    return message

@@ -805,7 +805,8 @@ def _split_ref(ref: str) -> tuple[str, str]:
 def _image_error(ref: str, reason: str) -> ImageUnavailableError:
     return ImageUnavailableError(
         f"image {ref} is not available locally and could not be pulled ({reason}); "
-        f"pull or build it yourself, or choose an image you have with with_image(...)"
+        "pull or build it yourself, choose an image you have with with_image(...), or set "
+        "APPHOST_CONTAINER_RUNTIME=process to run redis-server locally"
     )
 
 

@@ -22,11 +22,20 @@ def process_start_time(pid: int) -> str:
 
 
 def process_alive(pid: int, start_time: str = "") -> bool:
-    """True when ``pid`` runs and, if ``start_time`` is given, is the same process as then."""
+    """True when ``pid`` runs (a zombie does not) and, if ``start_time`` is given, is the same
+    process as then."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         pass  # exists, owned by someone else
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat[stat.rfind(")") + 2 :].split()[0] == "Z":
+            return False
+    except (OSError, IndexError):
+        pass
     return not start_time or start_time == process_start_time(pid)

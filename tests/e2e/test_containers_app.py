@@ -393,3 +393,47 @@ def test_auto_without_engine_falls_back_to_process_saying_why(
     why = [ln for ln in out.splitlines() if "no container engine answers" in ln]
     assert len(why) == 1, out
     assert "unix:///nonexistent.sock" in why[0] and "local processes" in why[0]
+
+
+STOCK_MISSING = """
+from apphost_sdk import DistributedApplication
+
+builder = DistributedApplication.create_builder([])
+# The stock image under a tag no machine has: what an offline engine meets with the default.
+builder.add_redis("cache").with_image("{image}", "0.0-apphost-missing")
+"""
+
+
+def test_auto_with_an_engine_that_cannot_get_the_stock_image_falls_back_to_processes(
+    tmp_path: Path,
+    engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("APPHOST_CONTAINER_RUNTIME", "auto")
+    path = write_file(
+        tmp_path / "offline" / "apphost.py", STOCK_MISSING.format(image="docker.io/library/redis")
+    )
+    import runpy
+
+    builder = runpy.run_path(str(path))["builder"]
+    with builder.build().start(timeout=60) as app:
+        assert app.snapshots()[0].runtime == "process"
+        assert _redis(*_cache(app)).ping()
+    out = capfd.readouterr().out
+    assert "0.0-apphost-missing is not available locally" in out
+    assert "redis-server processes instead" in out
+
+
+def test_a_custom_image_that_cannot_be_had_is_never_silently_replaced(
+    tmp_path: Path, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("APPHOST_CONTAINER_RUNTIME", "auto")
+    path = write_file(
+        tmp_path / "custom" / "apphost.py", STOCK_MISSING.format(image="example.invalid/redis-mods")
+    )
+    import runpy
+
+    builder = runpy.run_path(str(path))["builder"]
+    with pytest.raises(ResourceStartError, match="with_image"):
+        builder.build().start(timeout=60, quiet=True)
