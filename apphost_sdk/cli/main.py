@@ -101,10 +101,12 @@ def _print_table(status: dict[str, Any]) -> None:
     header = f"{status.get('app')} (pid {status.get('pid')}, {status.get('phase')})"
     print(f"{header}: {status.get('appHost')}")
     for r in status.get("resources", []):
+        if not isinstance(r, dict):
+            continue
         health = r.get("health") if r.get("health") != "Unknown" else ""
         print(
-            f"  {r['name']:<20} {r.get('kind', ''):<14} {r['state']:<14} {health:<10} "
-            f"{r.get('endpoint') or ''}"
+            f"  {r.get('name', '?'):<20} {r.get('kind', ''):<14} {r.get('state', '?'):<14} "
+            f"{health or '':<10} {r.get('endpoint') or ''}"
         )
 
 
@@ -188,8 +190,11 @@ def cmd_down(ns: argparse.Namespace, rest: list[str]) -> int:
                 f"`apphost stop {ns.apphost}` first"
             )
     app_id = None if ns.all else app_identity(_app_host(ns.apphost))[1]
-    removed = down(app_id, ns.volumes, print)
-    print(f"removed {len(removed)} item(s)" if removed else "nothing to remove")
+    removed = down(app_id, ns.volumes, print)  # announces each removal, or that there was none
+    if removed:
+        print(f"removed {len(removed)} item(s)")
+    if not ns.volumes:
+        print("persistent containers and volumes are kept; add --volumes to remove them too")
     return 0
 
 
