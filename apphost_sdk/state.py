@@ -44,14 +44,18 @@ def app_identity(app_host_path: Path) -> tuple[str, str]:
     return name, f"{name}-{digest}"
 
 
-def write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically with mode 0600."""
+def write_private(path: Path, text: str, mode: int = 0o600, durable: bool = False) -> None:
+    """Write ``text`` to ``path`` atomically (temp file + rename) with ``mode``; ``durable``
+    also syncs it to disk first, for records a crash must not leave half-written."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        os.fchmod(fd, 0o600)
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:

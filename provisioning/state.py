@@ -10,13 +10,13 @@ record says ``succeeded`` only after every step succeeded; an interrupted create
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import attrs
+
+from apphost_sdk.state import write_private
 
 from .outputs import CacheOutputs
 
@@ -39,21 +39,7 @@ class StateRecord:
 
 
 def _write_atomic(path: Path, data: dict[str, Any], mode: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.chmod(tmp, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_private(path, json.dumps(data, indent=2, sort_keys=True), mode=mode, durable=True)
 
 
 class StateStore:
