@@ -38,3 +38,19 @@ class ResourceStartError(ApphostError):
 
 class ImageUnavailableError(ApphostError):
     """A container image is neither local nor pullable."""
+
+
+class ModelArgumentError(ApphostError, TypeError):
+    """A builder or resource method got an argument of the wrong type.
+
+    The message names the call (``cache.with_host_port``), the argument's type and the fix. It
+    is a ``TypeError`` too, so ``except TypeError`` still catches it.
+    """
+
+
+class ModelValueError(ApphostError, ValueError):
+    """A builder or resource method got an argument of the right type but a wrong value.
+
+    The message names the call, the value (never a secret one) and the fix. It is a
+    ``ValueError`` too, so ``except ValueError`` still catches it.
+    """

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Literal
 import attrs
 
 from ..configuration import Configuration, load_layered
+from ..errors import ModelArgumentError
+from .arguments import require_args, require_name, require_path
 from .resources import (
     AzureRedisResource,
     ConnectionStringResource,
@@ -48,7 +50,7 @@ class DistributedApplicationBuilder:
             app_host_path.parent if app_host_path.suffix == ".py" else app_host_path
         )
         self.environment = os.environ.get("APPHOST_ENVIRONMENT") or "Development"
-        argv = list(sys.argv[1:] if args is None else args)
+        argv = sys.argv[1:] if args is None else _check_args(args)
         self.configuration: Configuration
         self.configuration, self.args = load_layered(
             self.app_host_directory, self.environment, argv
@@ -68,6 +70,7 @@ class DistributedApplicationBuilder:
 
         A password is generated and kept across runs unless ``password`` is given.
         """
+        require_name(name, "add_redis", "cache")
         r = RedisResource(self, name, port=port, password=password)
         self._add(r)
         return r
@@ -75,6 +78,7 @@ class DistributedApplicationBuilder:
     def add_azure_redis(self, name: str) -> AzureRedisResource:
         """An Azure Cache for Redis (Entra ID auth by default); ``run_as_container()`` runs a
         local Redis instead in run mode."""
+        require_name(name, "add_azure_redis", "cache")
         r = AzureRedisResource(self, name)
         self._add(r)
         return r
@@ -84,6 +88,7 @@ class DistributedApplicationBuilder:
     ) -> ParameterResource:
         """A named value: ``value``, else configuration ``Parameters:{name}``, else (secrets
         only) one generated on first run and kept in the app's state directory."""
+        require_name(name, "add_parameter", "cache-password")
         p = ParameterResource(self, name, value, secret)
         self._add(p)
         return p
@@ -91,27 +96,59 @@ class DistributedApplicationBuilder:
     def add_connection_string(self, name: str) -> ConnectionStringResource:
         """An existing service whose connection string is configuration
         ``ConnectionStrings:{name}``."""
+        require_name(name, "add_connection_string", "db")
         r = ConnectionStringResource(self, name)
         self._add(r)
         return r
 
     def add_executable(
-        self, name: str, command: str, working_directory: str, *args: str
+        self,
+        name: str,
+        command: str | os.PathLike[str],
+        working_directory: str | os.PathLike[str],
+        *args: str,
     ) -> ExecutableResource:
         """Any program, run from ``working_directory`` (relative to the app host)."""
+        require_name(name, "add_executable", "worker")
+        where = f"add_executable({name!r})"
+        command = require_path(
+            command, where, "command", "pass the program to run, such as 'python' or './run.sh'"
+        )
+        directory = require_path(
+            working_directory,
+            where,
+            "working_directory",
+            "pass the folder to run it from, such as '.' (relative to the app host)",
+        )
         r = ExecutableResource(
-            self, name, command, self._resolve(working_directory), [str(a) for a in args]
+            self, name, command, self._resolve(directory), require_args(args, where)
         )
         self._add(r)
         return r
 
     def add_python_app(
-        self, name: str, app_directory: str, script: str, *args: str
+        self,
+        name: str,
+        app_directory: str | os.PathLike[str],
+        script: str | os.PathLike[str],
+        *args: str,
     ) -> PythonAppResource:
         """A Python script in ``app_directory`` (relative to the app host), run with the app's
         own ``.venv`` interpreter when it has one, else with this interpreter."""
-        directory = self._resolve(app_directory)
-        r = PythonAppResource(self, name, script, directory, [str(a) for a in args])
+        require_name(name, "add_python_app", "api")
+        where = f"add_python_app({name!r})"
+        directory = require_path(
+            app_directory,
+            where,
+            "app_directory",
+            "pass the app's folder, such as 'api' (relative to the app host)",
+        )
+        script = require_path(
+            script, where, "script", "pass the script's file name in that folder, such as 'app.py'"
+        )
+        r = PythonAppResource(
+            self, name, script, self._resolve(directory), require_args(args, where)
+        )
         self._add(r)
         return r
 
@@ -128,3 +165,19 @@ class DistributedApplicationBuilder:
 
         validate(self)
         return DistributedApplication(self)
+
+
+def _check_args(args: object) -> list[str]:
+    """``create_builder(args)``: a list of ``--Key=Value`` strings. Values may be secret, so a
+    bad one is named by its position and type only."""
+    fix = "pass a list of strings such as ['--Key=Value'], or None for sys.argv[1:]"
+    if not isinstance(args, (list, tuple)):
+        raise ModelArgumentError(
+            f"create_builder(args): args must be a list, got {type(args).__name__}; {fix}"
+        )
+    for i, a in enumerate(args):
+        if not isinstance(a, str):
+            raise ModelArgumentError(
+                f"create_builder(args): args[{i}] must be a string, got {type(a).__name__}; {fix}"
+            )
+    return list(args)

@@ -7,6 +7,7 @@ Each ``with_*`` method changes the resource and returns it, so calls chain as in
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -14,7 +15,24 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 import attrs
 
+from ..errors import ModelArgumentError
 from ..runtimes.base import Persistence
+from .arguments import (
+    optional_connection_name,
+    optional_port,
+    optional_str,
+    require_args,
+    require_bool,
+    require_callable,
+    require_env_name,
+    require_int,
+    require_path,
+    require_str,
+    require_timedelta,
+    short_repr,
+    wrong_type,
+    wrong_value,
+)
 
 if TYPE_CHECKING:
     from .builder import DistributedApplicationBuilder
@@ -24,6 +42,14 @@ WaitKind = Literal["healthy", "start", "completion"]
 
 DEFAULT_REDIS_IMAGE = "docker.io/library/redis"
 DEFAULT_REDIS_TAG = "8.6"
+
+# Docker's rules: a tag is up to 128 word characters, dots and hyphens, not starting with either;
+# a volume name starts with a letter or digit (and must not be able to leave its folder).
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_VOLUME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# Azure's rules for a cache name and a resource group name.
+_AZURE_CACHE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+_RESOURCE_GROUP = re.compile(r"^[-\w.()]{0,89}[-\w()]$")
 
 
 @attrs.frozen
@@ -70,8 +96,11 @@ class Resource:
         The reference also makes this resource start after ``resource`` has started, because
         its endpoint is known only then.
         """
-        _require_resource(resource, f"{self.name}.with_reference")
-        self.references.append(Reference(resource, connection_name or resource.name, optional))
+        where = f"{self.name}.with_reference"
+        _require_resource(resource, where)
+        name = optional_connection_name(connection_name, where)
+        require_bool(optional, where, "optional")
+        self.references.append(Reference(resource, name or resource.name, optional))
         return self
 
     def wait_for(self: R, resource: Resource) -> R:
@@ -88,18 +117,27 @@ class Resource:
 
     def wait_for_completion(self: R, resource: Resource, exit_code: int = 0) -> R:
         """Start only once ``resource`` has exited with ``exit_code``."""
-        _require_resource(resource, f"{self.name}.wait_for_completion")
+        where = f"{self.name}.wait_for_completion"
+        _require_resource(resource, where)
+        if isinstance(exit_code, bool) or not isinstance(exit_code, int):
+            raise wrong_type(
+                where, "exit_code", "an int", exit_code, "pass the expected exit code, e.g. 0"
+            )
         self.waits.append(Wait(resource, "completion", exit_code))
         return self
 
     def with_environment(self: R, name: str, value: str | ParameterResource) -> R:
         """Set an environment variable for this resource (a parameter keeps secrets masked)."""
-        if not isinstance(name, str) or not name or "=" in name:
-            raise ValueError(f"{self.name}.with_environment: {name!r} is not a variable name")
+        where = f"{self.name}.with_environment"
+        require_env_name(name, where, "the variable name", "MY_VAR")
         if not isinstance(value, (str, ParameterResource)):
-            raise TypeError(
-                f"{self.name}.with_environment({name!r}, …): the value must be a str or a "
-                f"parameter from add_parameter(), not {type(value).__name__}"
+            raise wrong_type(
+                f"{where}({name!r}, ...)",
+                "the value",
+                "a string or a parameter",
+                value,
+                "pass a string, or builder.add_parameter(...) for a secret or configured value",
+                secret=True,
             )
         self.environment[name] = value
         return self
@@ -115,9 +153,10 @@ class Resource:
 
 def _require_resource(value: object, where: str) -> None:
     if not isinstance(value, Resource):
-        raise TypeError(
+        raise ModelArgumentError(
             f"{where}: expected a resource returned by a builder.add_*() call, "
-            f"got {type(value).__name__}"
+            f"got {type(value).__name__}; pass the resource itself, e.g. the value of "
+            "builder.add_redis('cache'), not its name"
         )
 
 
@@ -135,8 +174,18 @@ class ParameterResource(Resource):
         secret: bool = False,
     ) -> None:
         super().__init__(builder, name)
+        where = f"add_parameter({name!r})"
+        if value is not None and not isinstance(value, str):
+            raise wrong_type(
+                where,
+                "value",
+                "None or a string",
+                value,
+                "pass the value as a string, or None to read configuration Parameters:" + name,
+                secret=True,
+            )
         self.explicit_value = value
-        self.secret = secret
+        self.secret = require_bool(secret, where, "secret")
 
     def __repr__(self) -> str:
         return f"ParameterResource({self.name!r}, secret={self.secret})"
@@ -173,31 +222,49 @@ class RedisResource(Resource):
         self.persistence: Persistence | None = None
         self.lifetime: Literal["session", "persistent"] = "session"
         self.args: list[str] = []
-        if port is not None:
-            self.with_host_port(port)
+        where = f"add_redis({name!r})"
+        self.host_port = optional_port(port, where)
+        if password is not None:  # None here means "generate one", not "no authentication"
+            self._set_password(password, where, "password")
 
     def with_host_port(self, port: int | None) -> RedisResource:
         """Publish on this fixed host port instead of a free one (None: a free one)."""
-        if port is not None and (not isinstance(port, int) or not 1 <= port <= 65535):
-            raise ValueError(f"{self.name}.with_host_port: {port!r} is not a port (1-65535)")
-        self.host_port = port
+        self.host_port = optional_port(port, f"{self.name}.with_host_port")
         return self
 
     def with_password(self, password: ParameterResource | None) -> RedisResource:
         """Use this parameter as the password; ``None`` turns authentication off."""
+        self._set_password(password, f"{self.name}.with_password", "the password")
+        return self
+
+    def _set_password(self, password: object, where: str, what: str) -> None:
         if password is not None and not isinstance(password, ParameterResource):
-            raise TypeError(
-                f"{self.name}.with_password: pass a parameter from "
-                "builder.add_parameter(name, secret=True), or None"
+            raise wrong_type(
+                where,
+                what,
+                "a parameter",
+                password,
+                f'pass builder.add_parameter("{self.name}-password", "...", secret=True) '
+                "instead of a plain value, or None to turn authentication off",
+                secret=True,
             )
         self.password_parameter = password
         self.password_enabled = password is not None
-        return self
 
     def with_data_volume(self, name: str | None = None) -> RedisResource:
         """Keep ``/data`` in a named volume (derived from app and resource when not given) and
         turn on persistence, so data survives restarts."""
-        self.data_volume = name or ""
+        where = f"{self.name}.with_data_volume"
+        fix = "pass a volume name such as 'cache-data', or None to derive one"
+        volume = optional_str(name, where, "name", fix)
+        if volume is not None and not _VOLUME.fullmatch(volume):
+            raise wrong_value(
+                where,
+                f"{short_repr(volume)} is not a volume name (letters, digits, '_', '.' and '-', "
+                "starting with a letter or digit)",
+                fix,
+            )
+        self.data_volume = volume or ""
         if self.persistence is None:
             self.persistence = Persistence()
         return self
@@ -205,7 +272,14 @@ class RedisResource(Resource):
     def with_data_bind_mount(self, path: str | os.PathLike[str]) -> RedisResource:
         """Keep ``/data`` in a folder of this machine (relative to the app host) and turn on
         persistence."""
-        p = Path(path)
+        p = Path(
+            require_path(
+                path,
+                f"{self.name}.with_data_bind_mount",
+                "path",
+                "pass a folder such as 'data' (relative to the app host) or an absolute path",
+            )
+        )
         if not p.is_absolute():
             p = Path(self.builder.app_host_directory) / p
         self.bind_mount = str(p)
@@ -218,38 +292,75 @@ class RedisResource(Resource):
     ) -> RedisResource:
         """Snapshot to disk every ``interval`` when at least ``keys_changed_threshold`` keys
         changed (``--save``)."""
+        where = f"{self.name}.with_persistence"
+        interval = require_timedelta(interval, where, "interval", "timedelta(seconds=60)")
         seconds = int(interval.total_seconds())
-        if seconds < 1 or keys_changed_threshold < 1:
-            raise ValueError(
-                f"{self.name}.with_persistence: interval must be at least 1 second and "
-                "keys_changed_threshold at least 1"
+        if seconds < 1:
+            raise wrong_value(
+                where,
+                f"interval must be at least 1 second, got {interval!r}",
+                "pass e.g. interval=timedelta(seconds=60)",
             )
+        require_int(keys_changed_threshold, where, "keys_changed_threshold", 1, 1)
         self.persistence = Persistence(seconds, keys_changed_threshold)
         return self
 
     def with_image(self, image: str, tag: str | None = None) -> RedisResource:
         """Use another image (``name`` or ``name:tag``); the tag defaults to the current one."""
-        if not image or not isinstance(image, str):
-            raise ValueError(f"{self.name}.with_image: give an image name")
+        where = f"{self.name}.with_image"
+        image = require_str(image, where, "image", "pass an image such as 'redis' or 'redis:8.6'")
+        if image != image.strip() or any(c.isspace() for c in image) or "@" in image:
+            raise wrong_value(
+                where,
+                f"{short_repr(image)} is not an image name",
+                "pass a name such as 'docker.io/library/redis', with no spaces or digest",
+            )
+        tag = optional_str(tag, where, "tag", "pass a tag such as '8.6', or None to keep it")
         last = image.rsplit("/", 1)[-1]
-        if tag is None and ":" in last:
+        if ":" in last:
+            if tag is not None:
+                raise wrong_value(
+                    where,
+                    f"the tag is given twice ({short_repr(image)} and tag={tag!r})",
+                    f"pass it in one place only, e.g. with_image({image.rsplit(':', 1)[0]!r}, "
+                    f"{tag!r})",
+                )
             image, tag = image.rsplit(":", 1)
+        if tag is not None and not _TAG.fullmatch(tag):
+            raise wrong_value(
+                where,
+                f"{short_repr(tag)} is not an image tag (up to 128 letters, digits, '_', '.' "
+                "and '-', not starting with '.' or '-')",
+                "pass a tag such as '8.6'",
+            )
+        if not image:
+            raise wrong_value(where, "the image name is empty", "pass an image such as 'redis'")
         self.image = image
         self.tag = tag or self.tag
         return self
 
     def with_lifetime(self, lifetime: Literal["session", "persistent"]) -> RedisResource:
         """``session`` (removed when the app host stops) or ``persistent`` (kept and reused)."""
+        if not isinstance(lifetime, str):
+            raise wrong_type(
+                f"{self.name}.with_lifetime",
+                "lifetime",
+                "'session' or 'persistent'",
+                lifetime,
+                "pass with_lifetime('session') or with_lifetime('persistent')",
+            )
         if lifetime not in ("session", "persistent"):
-            raise ValueError(
-                f"{self.name}.with_lifetime: {lifetime!r} must be 'session' or 'persistent'"
+            raise wrong_value(
+                f"{self.name}.with_lifetime",
+                f"{short_repr(lifetime)} is not a lifetime",
+                "pass 'session' (removed when the app host stops) or 'persistent' (kept)",
             )
         self.lifetime = lifetime
         return self
 
     def with_args(self, *args: str) -> RedisResource:
         """Append arguments to ``redis-server`` (never put secrets here)."""
-        self.args.extend(str(a) for a in args)
+        self.args.extend(require_args(args, f"{self.name}.with_args"))
         return self
 
 
@@ -277,6 +388,14 @@ class AzureRedisResource(Resource):
         self, configure: Callable[[RedisResource], object] | None = None
     ) -> AzureRedisResource:
         """In run mode, run a local Redis instead; ``configure`` receives that Redis resource."""
+        require_callable(
+            configure,
+            f"{self.name}.run_as_container",
+            "configure",
+            "pass a function that receives the Redis resource, e.g. "
+            "run_as_container(lambda r: r.with_host_port(6380)), or nothing",
+            optional=True,
+        )
         self.container = RedisResource(self.builder, self.name)
         if self.builder.execution_context.is_run_mode and configure is not None:
             configure(self.container)
@@ -289,16 +408,36 @@ class AzureRedisResource(Resource):
 
     def as_existing(self, name: str, resource_group: str | None = None) -> AzureRedisResource:
         """Use an existing cache by its Azure name; it is never created or deleted."""
-        if not name or not isinstance(name, str):
-            raise ValueError(f"{self.name}.as_existing: give the existing cache's Azure name")
+        where = f"{self.name}.as_existing"
+        name = require_str(name, where, "name", "pass the existing cache's Azure name")
+        if "--" in name or not _AZURE_CACHE.fullmatch(name):
+            raise wrong_value(
+                where,
+                f"{short_repr(name)} is not an Azure cache name (1-63 letters, digits and "
+                "hyphens, starting and ending with a letter or digit, no '--')",
+                "pass the existing cache's name as the Azure portal shows it",
+            )
+        group_fix = "pass the cache's resource group name, or None for the configured one"
+        group = optional_str(resource_group, where, "resource_group", group_fix)
+        if group is not None and not _RESOURCE_GROUP.fullmatch(group):
+            raise wrong_value(
+                where,
+                f"{short_repr(group)} is not a resource group name (1-90 letters, digits, "
+                "'_', '-', '.', '(' and ')', not ending with '.')",
+                group_fix,
+            )
         self.existing_name = name
-        self.existing_resource_group = resource_group
+        self.existing_resource_group = group
         return self
 
     def configure_infrastructure(self, callback: Callable[[Any], None]) -> AzureRedisResource:
         """Change the provisioned cache's spec (SKU, tags, TLS, …) before it is applied."""
-        if not callable(callback):
-            raise TypeError(f"{self.name}.configure_infrastructure: pass a callable")
+        require_callable(
+            callback,
+            f"{self.name}.configure_infrastructure",
+            "callback",
+            "pass a function that receives the cache's spec and changes it",
+        )
         self.infrastructure_callbacks.append(callback)
         return self
 
@@ -339,21 +478,35 @@ class ExecutableResource(Resource):
     def with_http_endpoint(self, port: int | None = None, env: str = "PORT") -> ExecutableResource:
         """Give it an HTTP port (a free one unless ``port``) in the variable ``env``; it counts
         as healthy once the port accepts connections."""
-        if port is not None and (not isinstance(port, int) or not 1 <= port <= 65535):
-            raise ValueError(f"{self.name}.with_http_endpoint: {port!r} is not a port (1-65535)")
+        where = f"{self.name}.with_http_endpoint"
+        port = optional_port(port, where, example=8000)
+        env = require_env_name(env, where, "env", "PORT")
         self.http_endpoint = HttpEndpoint(port, env)
         return self
 
     def with_http_health_check(self, path: str = "/health") -> ExecutableResource:
         """Count it healthy only when ``GET path`` on its HTTP endpoint answers 2xx."""
+        where = f"{self.name}.with_http_health_check"
+        fix = "pass a path such as '/health'"
+        path = require_str(path, where, "path", fix)
+        if not path.startswith("/") or any(c.isspace() for c in path):
+            raise wrong_value(
+                where,
+                f"{short_repr(path)} is not a URL path (it must start with '/' and have no spaces)",
+                fix,
+            )
         if self.http_endpoint is None:
-            raise ValueError(f"{self.name}.with_http_health_check: call with_http_endpoint() first")
+            raise wrong_value(
+                where,
+                "the resource has no HTTP endpoint",
+                f"call {self.name}.with_http_endpoint() before with_http_health_check()",
+            )
         self.http_endpoint = attrs.evolve(self.http_endpoint, health_path=path)
         return self
 
     def with_args(self, *args: str) -> ExecutableResource:
         """Append command-line arguments."""
-        self.args.extend(str(a) for a in args)
+        self.args.extend(require_args(args, f"{self.name}.with_args"))
         return self
 
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import ValidationError
 from ..masking import MIN_SECRET_LENGTH
-from .names import name_problem
+from .names import env_prefix, name_problem
 from .resources import (
     AzureRedisResource,
     ConnectionStringResource,
@@ -73,6 +73,13 @@ def _relation_problems(builder: DistributedApplicationBuilder) -> list[str]:
                 problems.append(
                     f"{r.name} references {t.name}, a {t.kind} that has no connection info: {hint}"
                 )
+        problems += _connection_name_clashes(r)
+        for p in _parameters_used_by(r):
+            if p.builder is not builder or p not in builder.resources:
+                problems.append(
+                    f"{r.name} uses parameter {p.name!r}, which belongs to another builder: add "
+                    "it to this builder with add_parameter() and use that one"
+                )
         for w in r.waits:
             t = w.target
             verb = {"healthy": "wait_for", "start": "wait_for_start"}.get(
@@ -93,6 +100,31 @@ def _relation_problems(builder: DistributedApplicationBuilder) -> list[str]:
             elif isinstance(t, ParameterResource):
                 problems.append(f"{r.name} waits for parameter {t.name}, which never runs")
     return problems
+
+
+def _connection_name_clashes(r: Resource) -> list[str]:
+    """References of one resource whose injected variables would overwrite each other."""
+    problems: list[str] = []
+    seen: dict[str, Resource] = {}
+    for ref in r.references:
+        key = env_prefix(ref.connection_name)
+        other = seen.setdefault(key, ref.target)
+        if other is not ref.target:
+            problems.append(
+                f"{r.name} references {other.name} and {ref.target.name} under the same "
+                f"connection name ({key}_*): pass another connection_name to one of the "
+                "with_reference() calls"
+            )
+    return problems
+
+
+def _parameters_used_by(r: Resource) -> list[ParameterResource]:
+    """Parameters whose values this resource needs: environment values and its password."""
+    params = [v for v in r.environment.values() if isinstance(v, ParameterResource)]
+    redis = redis_in_run_mode(r)
+    if redis is not None and redis.password_parameter is not None:
+        params.append(redis.password_parameter)
+    return params
 
 
 def _cycle_problems(resources: list[Resource]) -> list[str]:
