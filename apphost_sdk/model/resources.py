@@ -279,7 +279,7 @@ class RedisResource(Resource):
                 "path",
                 "pass a folder such as 'data' (relative to the app host) or an absolute path",
             )
-        )
+        ).expanduser()
         if not p.is_absolute():
             p = Path(self.builder.app_host_directory) / p
         self.bind_mount = str(p)
