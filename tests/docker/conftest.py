@@ -2,7 +2,7 @@
 
 The ``engine`` fixture makes an engine answer (``tests/support/start_dockerd.sh``) and builds the
 local Redis image (``tests/support/build_redis_image.sh``; no registry is reachable). When that is
-impossible, tests that need the engine are skipped, except under ``CI=true`` where they FAIL.
+impossible, tests that need the engine fail (never skip) with the reason.
 """
 
 from __future__ import annotations
@@ -30,10 +30,14 @@ def _in_ci() -> bool:
 
 
 def _unavailable(reason: str) -> None:
-    """Fail under CI=true, skip elsewhere."""
-    if _in_ci():
-        pytest.fail(f"CI=true and the container engine is unusable: {reason}", pytrace=False)
-    pytest.skip(f"no container engine: {reason}")
+    """Fail, never skip: the test command starts an engine, so one that is unusable is a
+    broken set-up to fix, not a test to leave out."""
+    where = "CI=true and " if _in_ci() else ""
+    pytest.fail(
+        f"{where}the container engine is unusable: {reason}; run `bash tests/run.sh` (it "
+        "starts dockerd) or start a Docker engine",
+        pytrace=False,
+    )
 
 
 def _run_script(name: str) -> str | None:
@@ -76,7 +80,7 @@ def _engine_or_reason() -> Engine | str:
 
 @pytest.fixture
 def engine(_engine_or_reason: Engine | str) -> Engine:
-    """A reachable engine with the test image (fails under CI=true, else skips, when none)."""
+    """A reachable engine with the test image (fails with the reason when there is none)."""
     if isinstance(_engine_or_reason, str):
         _unavailable(_engine_or_reason)
     assert isinstance(_engine_or_reason, Engine)

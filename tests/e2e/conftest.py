@@ -3,8 +3,8 @@ runs them.
 
 The container engine fixtures are those of ``tests/docker/conftest.py`` (loaded from that file,
 not copied): ``engine`` starts an engine when none answers and builds the local test image
-``apphost-test/redis:7``; without an engine the test is skipped, except under ``CI=true`` where
-it FAILS. Every test gets its own ``APPHOST_STATE_DIR``.
+``apphost-test/redis:7``; without an engine the test fails (never skips) with the reason.
+Every test gets its own ``APPHOST_STATE_DIR``.
 
 No registry is reachable on the project's machines, so the quick start's default image
 ``docker.io/library/redis:8.6`` cannot be pulled. The ``default_redis_image`` fixture does what a
@@ -49,7 +49,7 @@ def _load_docker_fixtures() -> Any:
 
 
 _docker = _load_docker_fixtures()
-#: The engine fixtures of tests/docker (fail under CI=true, skip elsewhere, when no engine).
+#: The engine fixtures of tests/docker (they fail, never skip, when there is no engine).
 _engine_or_reason = _docker._engine_or_reason
 TEST_IMAGE: str = _docker.TEST_IMAGE
 TEST_TAG: str = _docker.TEST_TAG
@@ -68,7 +68,7 @@ def _docker_library_problem() -> str | None:
     else:
         found = importlib.util.find_spec("docker")
         if found is None:
-            return None  # not installed: the engine fixture reports it (skip, or fail in CI)
+            return None  # not installed: the engine fixture reports it (it fails)
         origin = found.origin or str(found.submodule_search_locations)
     if str(ROOT / "tests") in str(origin):
         return (
@@ -80,7 +80,7 @@ def _docker_library_problem() -> str | None:
 
 @pytest.fixture
 def engine(_engine_or_reason: Engine | str) -> Engine:
-    """A reachable engine with the test image (fails under CI=true, else skips, when none;
+    """A reachable engine with the test image (fails with the reason when there is none;
     fails always when the Docker SDK is shadowed)."""
     problem = _docker_library_problem()
     if problem is not None:

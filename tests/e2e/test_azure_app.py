@@ -17,7 +17,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from apphost_sdk.errors import ResourceStartError
 from apphost_sdk.model.builder import DistributedApplicationBuilder
 from apphost_sdk.orchestration.app import DistributedApplication
 from apphost_sdk.orchestration.states import Health, State
+from provisioning.emulator.control import EmulatorProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 SUBSCRIPTION = "11111111-2222-3333-4444-555555555555"
@@ -65,35 +65,11 @@ builder.build().run()
 
 
 # -- the emulator -------------------------------------------------------------------------------
-class Emulator:
-    """Handle on the emulator subprocess: control endpoints and the request log."""
+class Emulator(EmulatorProcess):
+    """The emulator with the queries these tests make of its request log."""
 
-    def __init__(self, endpoint: str) -> None:
-        self.endpoint = endpoint
-
-    def _post(self, path: str, body: dict[str, Any]) -> Any:
-        request = urllib.request.Request(
-            self.endpoint + path,
-            data=json.dumps(body).encode(),
-            method="POST",
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.loads(response.read() or b"null")
-
-    def reset(self) -> None:
-        self._post("/_emulator/reset", {})
-        self._post(
-            "/_emulator/config",
-            {"create_delay": CREATE_DELAY, "update_delay": 0.2, "delete_delay": 0.2},
-        )
-
-    def fault(self, spec: str) -> None:
-        self._post("/_emulator/faults", {"spec": spec})
-
-    def requests(self) -> list[dict[str, Any]]:
-        with urllib.request.urlopen(self.endpoint + "/_emulator/requests", timeout=10) as r:
-            return list(json.loads(r.read()))
+    def reset(self, **delays: float) -> None:
+        super().reset(create_delay=CREATE_DELAY, update_delay=0.2, delete_delay=0.2)
 
     def writes(self) -> list[str]:
         """``METHOD path`` of every PUT/PATCH/DELETE received."""
@@ -140,27 +116,9 @@ class Emulator:
 
 @pytest.fixture(scope="module")
 def emulator_process() -> Iterator[Emulator]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "provisioning.emulator", "--port", "0"],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line:
-        proc.kill()
-        raise RuntimeError("emulator did not start: " + (proc.stderr.read() if proc.stderr else ""))
-    try:
-        yield Emulator(json.loads(line)["endpoint"])
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    started = EmulatorProcess.start()
+    with Emulator(started.endpoint, started.process) as emulator:
+        yield emulator
 
 
 @pytest.fixture
@@ -687,7 +645,7 @@ def test_stop_during_a_create_then_the_next_run_resumes_it(
     from provisioning.run_mode import provision_for_run
 
     write_appsettings(app_dir, emulator.settings())
-    emulator._post("/_emulator/config", {"create_delay": 2.5})
+    emulator.configure(create_delay=2.5)
     app = build_run_app(app_dir)
     stopping = threading.Event()
     statuses: list[str] = []
@@ -721,14 +679,14 @@ def test_stop_during_a_create_through_the_app_is_prompt_and_the_next_run_resumes
     emulator: Emulator, app_dir: Path
 ) -> None:
     write_appsettings(app_dir, emulator.settings())
-    emulator._post("/_emulator/config", {"create_delay": 30})
+    emulator.configure(create_delay=30)
     app = build_run_app(app_dir)
     started = time.monotonic()
     with pytest.raises(ResourceStartError, match="not ready after 1 s"):
         app.start(timeout=1, quiet=True)
     assert time.monotonic() - started < 5, "stop() must cancel the wait on a create"
     assert len(emulator.cache_puts()) == 1
-    emulator._post("/_emulator/config", {"create_delay": CREATE_DELAY})
+    emulator.configure(create_delay=CREATE_DELAY)
     again = build_run_app(app_dir)
     with again.start(timeout=30, quiet=True):
         connection = again.connection_string("cache")

@@ -3,13 +3,8 @@ before each test, and helpers to configure the provisioner against it."""
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,41 +12,18 @@ from typing import Any
 import pytest
 
 from apphost_sdk.configuration import Configuration
+from provisioning.emulator.control import EmulatorProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 SUBSCRIPTION = "11111111-2222-3333-4444-555555555555"
 CREATE_DELAY = 0.6
 
 
-class Emulator:
-    """Handle on the running emulator: endpoint, request log, faults, timing."""
+class Emulator(EmulatorProcess):
+    """The emulator with the queries these tests make of its request log."""
 
-    def __init__(self, endpoint: str) -> None:
-        self.endpoint = endpoint
-
-    def _post(self, path: str, body: dict[str, Any]) -> Any:
-        request = urllib.request.Request(
-            self.endpoint + path,
-            data=json.dumps(body).encode(),
-            method="POST",
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.loads(response.read() or b"null")
-
-    def reset(self) -> None:
-        self._post("/_emulator/reset", {})
-        self.configure(create_delay=CREATE_DELAY, update_delay=0.3, delete_delay=0.3)
-
-    def configure(self, **settings: float) -> None:
-        self._post("/_emulator/config", settings)
-
-    def fault(self, spec: str) -> None:
-        self._post("/_emulator/faults", {"spec": spec})
-
-    def requests(self) -> list[dict[str, Any]]:
-        with urllib.request.urlopen(self.endpoint + "/_emulator/requests", timeout=10) as r:
-            return list(json.loads(r.read()))
+    def reset(self, **delays: float) -> None:
+        super().reset(create_delay=CREATE_DELAY, update_delay=0.3, delete_delay=0.3)
 
     def count(self, method: str | None = None, contains: str = "", suffix: str = "") -> int:
         """Requests received with ``method`` whose path contains / ends with the given text."""
@@ -97,30 +69,10 @@ class Emulator:
 
 @pytest.fixture(scope="session")
 def emulator_process() -> Iterator[Emulator]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "provisioning.emulator", "--port", "0", "--create-delay", "0.6"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line:
-        proc.kill()
-        raise RuntimeError("emulator did not start: " + (proc.stderr.read() if proc.stderr else ""))
-    info = json.loads(line)
-    assert info["endpoint"].startswith("http://127.0.0.1:")
-    try:
-        yield Emulator(info["endpoint"])
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    started = EmulatorProcess.start("--create-delay", str(CREATE_DELAY))
+    assert started.endpoint.startswith("http://127.0.0.1:")
+    with Emulator(started.endpoint, started.process) as emulator:
+        yield emulator
 
 
 @pytest.fixture
