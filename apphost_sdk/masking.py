@@ -95,10 +95,6 @@ class SecretMasker:
         if secrets:
             self.add(value)
 
-    def contains_secret(self, text: str) -> bool:
-        """True when ``text`` holds any registered secret."""
-        return any(s in text for s in self._ordered)
-
     def mask(self, text: str) -> str:
         """Return ``text`` with every registered secret replaced by ``***``."""
         for s in self._ordered:

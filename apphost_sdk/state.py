@@ -20,6 +20,11 @@ from .errors import ApphostError
 from .model.names import slug
 from .runtimes.process_identity import process_alive
 
+#: Written by a running app host; read by ``apphost start/status/stop``.
+STATUS_FILE = "status.json"
+#: Output of an app host started in the background by ``apphost start``.
+LOG_FILE = "apphost.log"
+
 PASSWORD_ALPHABET = string.ascii_letters + string.digits
 PASSWORD_LENGTH = 22
 
@@ -79,13 +84,23 @@ def running_status(state_dir: Path) -> dict[str, Any] | None:
     The status names its writer by pid and process start time, so a pid reused after a crash
     or reboot is never taken for the app host (and never signalled).
     """
-    status = read_json(state_dir / "status.json")
+    status = read_json(state_dir / STATUS_FILE)
     if not isinstance(status, dict) or status.get("phase") not in ("starting", "ready"):
         return None
     pid, start = status.get("pid"), status.get("pidStart")
     if not isinstance(pid, int) or not isinstance(start, str) or not start:
         return None
     return status if process_alive(pid, start) else None
+
+
+def running_statuses(root: Path | None = None) -> list[dict[str, Any]]:
+    """The statuses of every app host that runs, one per state folder under ``root``."""
+    root = state_root() if root is None else root
+    try:
+        folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    except OSError as exc:
+        raise ApphostError(f"cannot read the state folder {root}: {exc.strerror}") from None
+    return [s for d in folders if (s := running_status(d)) is not None]
 
 
 def ensure_directory(directory: Path) -> None:
@@ -118,12 +133,12 @@ class AppState:
     @property
     def status_file(self) -> Path:
         """Written by a running app host; read by ``apphost start/status/stop``."""
-        return self.directory / "status.json"
+        return self.directory / STATUS_FILE
 
     @property
     def log_file(self) -> Path:
         """Output of an app host started in the background by ``apphost start``."""
-        return self.directory / "apphost.log"
+        return self.directory / LOG_FILE
 
     def secret(self, key: str) -> str:
         """Return the secret kept under ``key``, generating and saving it on first use."""
@@ -133,5 +148,11 @@ class AppState:
             if not isinstance(value, str) or not value:
                 value = generate_password()
                 data[key] = value
-                write_private(self.secrets_file, json.dumps(data, indent=2, sort_keys=True))
+                try:
+                    write_private(self.secrets_file, json.dumps(data, indent=2, sort_keys=True))
+                except OSError as exc:
+                    raise ApphostError(
+                        f"cannot write {self.secrets_file}: {exc.strerror}; fix its permissions "
+                        "or set APPHOST_STATE_DIR to a writable folder"
+                    ) from None
             return value

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import ApphostError
 from ..runtimes.process_identity import process_alive, process_start_time
-from ..state import app_identity, ensure_directory, read_json, state_root
+from ..state import LOG_FILE, STATUS_FILE, app_identity, ensure_directory, read_json, state_root
 
 
 def state_dir_for(app_host: Path) -> Path:
@@ -24,7 +24,7 @@ def state_dir_for(app_host: Path) -> Path:
 
 def read_status(state_dir: Path) -> dict[str, Any] | None:
     """The status a running (or finished) app host wrote, or None."""
-    data = read_json(state_dir / "status.json")
+    data = read_json(state_dir / STATUS_FILE)
     return data if isinstance(data, dict) else None
 
 
@@ -63,8 +63,8 @@ def launch(
     """
     state_dir = state_dir_for(app_host)
     ensure_directory(state_dir)
-    (state_dir / "status.json").unlink(missing_ok=True)
-    log_path = state_dir / "apphost.log"
+    (state_dir / STATUS_FILE).unlink(missing_ok=True)
+    log_path = state_dir / LOG_FILE
     if not hasattr(os, "fork"):
         fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.chmod(log_path, 0o600)
@@ -188,7 +188,7 @@ def describe_failure(exc: BaseException) -> str:
 def log_tail(state_dir: Path, lines: int = 15) -> str:
     """The last lines of the background app host's output."""
     try:
-        text = (state_dir / "apphost.log").read_text(errors="replace")
+        text = (state_dir / LOG_FILE).read_text(errors="replace")
     except OSError:
         return ""
     return "\n".join(text.splitlines()[-lines:])

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ApphostError
-from ..state import running_status
+from ..state import LOG_FILE, running_status, running_statuses
 
 USAGE = """apphost COMMAND [APPHOST.py] [options]
 
@@ -28,7 +28,10 @@ commands:
 
 
 def _app_host(value: str) -> Path:
-    path = Path(value).expanduser()
+    try:
+        path = Path(value).expanduser()
+    except RuntimeError:  # ~user that does not exist
+        raise ApphostError(f"{value}: cannot expand '~'; give a full path") from None
     if path.is_dir():
         path = path / "apphost.py"
     if not path.is_file():
@@ -49,7 +52,10 @@ def _run_path(app_host: Path, args: Sequence[str]) -> int:
     try:
         runpy.run_path(str(app_host), run_name="__main__")
     except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        print(exc.code, file=sys.stderr)  # sys.exit("message"), as Python itself shows it
+        return 1
     finally:
         sys.argv, sys.path[:] = old_argv, old_path
     if not app_module.run_called:
@@ -128,7 +134,7 @@ def cmd_start(ns: argparse.Namespace, rest: list[str]) -> int:
             print(f"apphost start: {reason}", file=sys.stderr)
             tail = background.log_tail(state_dir)
             if tail:
-                print(f"last lines of {state_dir / 'apphost.log'}:\n{tail}", file=sys.stderr)
+                print(f"last lines of {state_dir / LOG_FILE}:\n{tail}", file=sys.stderr)
             return 1
     elif not ns.json:
         print(f"already running (pid {status.get('pid')})")
@@ -156,15 +162,13 @@ def cmd_stop(ns: argparse.Namespace, rest: list[str]) -> int:
 
 
 def cmd_status(ns: argparse.Namespace, rest: list[str]) -> int:
-    from ..state import state_root
     from . import background
 
     if ns.apphost:
-        dirs = [background.state_dir_for(_app_host(ns.apphost))]
+        found = running_status(background.state_dir_for(_app_host(ns.apphost)))
+        statuses = [found] if found is not None else []
     else:
-        root = state_root()
-        dirs = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
-    statuses = [s for d in dirs if (s := running_status(d)) is not None]
+        statuses = running_statuses()
     if ns.json:
         print(json.dumps([_public_status(s, ns.show_secrets) for s in statuses], indent=2))
     elif not statuses:
@@ -182,14 +186,17 @@ def cmd_down(ns: argparse.Namespace, rest: list[str]) -> int:
 
     if not ns.apphost and not ns.all:
         raise ApphostError("give APPHOST.py, or --all for every app")
-    if ns.apphost:
-        live = running_status(background.state_dir_for(_app_host(ns.apphost)))
-        if live is not None:
-            raise ApphostError(
-                f"{live.get('app')} is running (pid {live['pid']}); run "
-                f"`apphost stop {ns.apphost}` first"
-            )
-    app_id = None if ns.all else app_identity(_app_host(ns.apphost))[1]
+    app_host = None if ns.all else _app_host(ns.apphost)
+    live = (
+        running_statuses()
+        if app_host is None
+        else [s for s in [running_status(background.state_dir_for(app_host))] if s is not None]
+    )
+    if live:  # removing a running app's containers would break it under its feet
+        names = ", ".join(f"{s.get('app')} (pid {s['pid']})" for s in live)
+        verb = "is" if len(live) == 1 else "are"
+        raise ApphostError(f"{names} {verb} running; stop with `apphost stop APPHOST.py` first")
+    app_id = None if app_host is None else app_identity(app_host)[1]
     removed = down(app_id, ns.volumes, print)  # announces each removal, or that there was none
     if removed:
         print(f"removed {len(removed)} item(s)")

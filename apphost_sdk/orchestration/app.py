@@ -129,8 +129,15 @@ class DistributedApplication:
         self._orchestrator = Orchestrator(self, self._reporter, self.masker, self._write_status)
         self._phase = "starting"
         self._write_status()
-        self._orchestrator.start()
-        ready = self._orchestrator.wait_until_settled(timeout)
+        try:
+            self._orchestrator.start()
+            ready = self._orchestrator.wait_until_settled(timeout)
+        except BaseException as exc:  # never leave a half-started app (or a "starting" status)
+            if not isinstance(exc, KeyboardInterrupt):
+                self._phase = "failed"
+                self._error = str(exc)
+            self.stop()
+            raise
         if not ready:
             failures = self._orchestrator.failure_report()
             if not failures:
@@ -253,8 +260,7 @@ class DistributedApplication:
         resources = []
         if orch is not None:
             for snap in orch.snapshots():
-                rec = orch.record(snap.name)
-                injected = _injected_for_dependents(rec.connection, rec.http_url, snap.name)
+                injected = orch.record(snap.name).injects(snap.name)
                 item = snap.to_json()
                 if snap.message:
                     item["message"] = self.masker.mask(snap.message)
@@ -288,17 +294,3 @@ class DistributedApplication:
                 write_private(self.state.status_file, text)
             except OSError:
                 pass
-
-
-def _injected_for_dependents(
-    connection: RedisEndpoint | str | None, http_url: str | None, name: str
-) -> dict[str, str]:
-    from ..model.connection import connection_string_environment, service_environment
-
-    if isinstance(connection, RedisEndpoint):
-        return connection.environment(name)
-    if isinstance(connection, str):
-        return connection_string_environment(name, connection)
-    if http_url:
-        return service_environment(name, http_url)
-    return {}

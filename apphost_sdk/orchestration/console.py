@@ -142,11 +142,12 @@ class LiveReporter(Reporter):
             self._live.console.print(text, highlight=False, soft_wrap=True)
 
     def info(self, text: str) -> None:
+        from rich.text import Text
+
+        # Text, not markup: a message may hold square brackets of its own.
+        line = Text.assemble((f"{'apphost':<{self.width}} |", "bold"), " ", self.masker.mask(text))
         with self._lock:
-            self._live.console.print(
-                f"[bold]{'apphost':<{self.width}} |[/] {self.masker.mask(text)}",
-                highlight=False,
-            )
+            self._live.console.print(line, highlight=False, soft_wrap=True)
 
     def state_changed(self, snap: ResourceSnapshot, all_snaps: Sequence[ResourceSnapshot]) -> None:
         with self._lock:

@@ -79,6 +79,16 @@ class _Record:
         #: The dependency whose failure kept this resource from starting.
         self.blocked_by: str | None = None
 
+    def injects(self, connection_name: str) -> dict[str, str]:
+        """The variables a reference to this resource injects under ``connection_name``."""
+        if isinstance(self.connection, RedisEndpoint):
+            return self.connection.environment(connection_name)
+        if isinstance(self.connection, str):
+            return connection_string_environment(connection_name, self.connection)
+        if self.http_url is not None:
+            return service_environment(connection_name, self.http_url)
+        return {}
+
     def snapshot(self) -> ResourceSnapshot:
         return ResourceSnapshot(
             self.name,
@@ -251,13 +261,11 @@ class Orchestrator:
 
     # -- containers ---------------------------------------------------------------------
     def _prepare_containers(self) -> None:
+        hash_key: str | None = None
         for rec in self._records.values():
             redis = redis_in_run_mode(rec.resource)
             if redis is None:
                 continue
-            volume = redis.data_volume
-            if volume == "":
-                volume = f"{self.app.app_name}-{redis.name}-data"
             self._specs[rec.name] = ContainerSpec(
                 app_id=self.app.app_id,
                 app_name=self.app.app_name,
@@ -271,10 +279,10 @@ class Orchestrator:
                 environment={k: self._value(v) for k, v in redis.environment.items()},
                 args=tuple(redis.args),
                 persistence=redis.persistence,
-                data_volume=volume,
+                data_volume=redis.data_volume,  # "": the runtime derives a per-app name
                 bind_mount=redis.bind_mount,
                 lifetime=redis.lifetime,
-                hash_key=self.app.state.secret("config-hash-key"),
+                hash_key=hash_key or (hash_key := self.app.state.secret("config-hash-key")),
             )
         if not self._specs:
             return
@@ -487,13 +495,7 @@ class Orchestrator:
         env: dict[str, str] = {}
         with self._cond:
             for ref in r.references:
-                dep = self._records[ref.target.name]
-                if isinstance(dep.connection, RedisEndpoint):
-                    env.update(dep.connection.environment(ref.connection_name))
-                elif isinstance(dep.connection, str):
-                    env.update(connection_string_environment(ref.connection_name, dep.connection))
-                elif dep.http_url is not None:
-                    env.update(service_environment(ref.connection_name, dep.http_url))
+                env.update(self._records[ref.target.name].injects(ref.connection_name))
         for k, v in r.environment.items():
             env[k] = self._value(v)
         return env
@@ -597,13 +599,15 @@ class Orchestrator:
             self._stopping.wait(interval)
 
     def _finish(self, rec: _Record, code: int | None) -> None:
-        if self._stopping.is_set() and rec.state is State.STOPPING:
-            return
         state = State.FINISHED if code == 0 else State.EXITED
         # A Redis that exits on its own is a broken dependency; a service that exits has no
         # health left to report.
         health = Health.UNHEALTHY if rec.name in self._specs else Health.UNKNOWN
-        self._set(rec, state, health, exit_code=code)
+        with self._cond:  # decided under the lock: a stop may be recording its own end
+            stopped = (State.STOPPING, State.FINISHED, State.EXITED)
+            if self._stopping.is_set() and rec.state in stopped:
+                return
+            self._set_locked(rec, state, health, exit_code=code)
 
     # -- stopping -----------------------------------------------------------------------
     def _stop_one(self, rec: _Record) -> None:

@@ -23,17 +23,8 @@ class State(str, enum.Enum):
     FAILED_TO_PROVISION = "Failed to provision"
 
     @property
-    def is_terminal(self) -> bool:
-        return self in TERMINAL
-
-    @property
     def is_failure(self) -> bool:
         return self in (State.FAILED_TO_START, State.FAILED_TO_PROVISION)
-
-
-TERMINAL = frozenset(
-    {State.EXITED, State.FINISHED, State.FAILED_TO_START, State.FAILED_TO_PROVISION}
-)
 
 
 class Health(str, enum.Enum):

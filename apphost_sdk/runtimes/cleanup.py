@@ -14,6 +14,7 @@ from typing import Any
 
 from .docker_runtime import (
     APP_ID,
+    CREATOR_PID,
     KIND,
     LIFETIME,
     MANAGED,
@@ -81,7 +82,7 @@ def remove_orphans(api: Any) -> list[str]:
 
 
 def _pid(labels: Any) -> str:
-    return str(labels.get("apphost-sdk.creator-pid", "?"))
+    return str(labels.get(CREATOR_PID, "?"))
 
 
 def remove_app_objects(

@@ -108,9 +108,15 @@ def _docker_name(*parts: str) -> str:
     return cleaned[:128]
 
 
+def _app_digest(spec: ContainerSpec) -> str:
+    """The hash part of the app id (``{name}-{hash}``): two app hosts in folders of the same
+    name share the name, never the hash."""
+    return spec.app_id.rsplit("-", 1)[-1]
+
+
 def container_name(spec: ContainerSpec) -> str:
     """Session containers are unique per run; a persistent one is stable per app and resource."""
-    suffix = spec.app_id[:8] if spec.lifetime == "persistent" else spec.session_id[:8]
+    suffix = _app_digest(spec) if spec.lifetime == "persistent" else spec.session_id[:8]
     return _docker_name(spec.app_name, spec.resource_name, suffix)
 
 
@@ -125,7 +131,7 @@ def volume_name(spec: ContainerSpec) -> str | None:
         return None
     if spec.data_volume:
         return spec.data_volume
-    return _docker_name(spec.app_name, spec.app_id[:8], spec.resource_name, "data")
+    return _docker_name(spec.app_name, _app_digest(spec), spec.resource_name, "data")
 
 
 def stored_config(spec: ContainerSpec) -> dict[str, object]:
@@ -616,9 +622,7 @@ class DockerRuntime(ContainerRuntime):
 
     def _binds(self, spec: ContainerSpec, volume: str | None) -> list[str]:
         if spec.bind_mount:
-            source = Path(spec.bind_mount).expanduser()
-            if not source.is_absolute():
-                source = (spec.state_dir / source).resolve()
+            source = Path(spec.bind_mount)  # absolute: the model resolves it
             if not source.exists():
                 source.mkdir(parents=True, exist_ok=True)
             return [f"{source}:{DATA_DIR}"]

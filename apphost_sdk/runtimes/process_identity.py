@@ -7,18 +7,26 @@ import os
 from pathlib import Path
 
 
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the command name (state first), or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may contain spaces: split after it.
+    return stat[stat.rfind(")") + 2 :].split()
+
+
+def _start_of(fields: list[str] | None) -> str:
+    return fields[19] if fields is not None and len(fields) > 19 else ""
+
+
 def process_start_time(pid: int) -> str:
     """The start time of ``pid`` (field 22 of ``/proc/PID/stat``, clock ticks since boot).
 
     Returns ``""`` where ``/proc`` does not exist (then only the pid is compared).
     """
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return ""
-    # The command name (field 2) is in parentheses and may contain spaces: split after it.
-    fields = stat[stat.rfind(")") + 2 :].split()
-    return fields[19] if len(fields) > 19 else ""
+    return _start_of(_stat_fields(pid))
 
 
 def process_alive(pid: int, start_time: str = "") -> bool:
@@ -32,10 +40,7 @@ def process_alive(pid: int, start_time: str = "") -> bool:
         return False
     except PermissionError:
         pass  # exists, owned by someone else
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat[stat.rfind(")") + 2 :].split()[0] == "Z":
-            return False
-    except (OSError, IndexError):
-        pass
-    return not start_time or start_time == process_start_time(pid)
+    fields = _stat_fields(pid)
+    if fields and fields[0] == "Z":
+        return False
+    return not start_time or start_time == _start_of(fields)

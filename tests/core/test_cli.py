@@ -171,3 +171,28 @@ def test_state_dir_that_is_a_file_is_a_clear_error(
     assert "cannot create the state folder" in done.stderr and "APPHOST_STATE_DIR" in done.stderr
     assert "Traceback" not in done.stderr
     assert os.path.isfile(blocker)
+
+
+def test_an_app_host_that_exits_with_a_message_shows_it(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "bad" / "apphost.py",
+        "import sys\nsys.exit('bad setting: set Azure:Location')\n",
+    )
+    done = apphost("run", str(path))
+    assert done.returncode == 1
+    assert "bad setting: set Azure:Location" in done.stderr
+
+
+def test_an_unwritable_secrets_file_is_a_clear_error_and_leaves_nothing_starting(
+    app_file: Path, isolated_env: Path
+) -> None:
+    secrets = isolated_env / app_identity(app_file)[1] / "secrets.json"
+    secrets.mkdir(parents=True)  # a folder where the file should be
+    done = subprocess.run(
+        [sys.executable, str(app_file)], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 1
+    assert "cannot write" in done.stderr and "secrets.json" in done.stderr
+    assert "Traceback" not in done.stderr
+    status = json.loads(status_file(isolated_env, app_file).read_text())
+    assert status["phase"] == "failed"

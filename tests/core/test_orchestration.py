@@ -374,3 +374,18 @@ def test_output_lines_are_prefixed_and_exit_codes_reported(
     assert "job      | boom: the migration failed" in out
     assert any(ln.startswith("apphost  | job: Finished") and "exit code 0" in ln for ln in out)
     assert "\x1b[" not in "".join(out)  # NO_COLOR and not a terminal: plain lines
+
+
+def test_the_live_view_prints_square_brackets_as_text() -> None:
+    import io
+
+    from apphost_sdk.masking import SecretMasker
+    from apphost_sdk.orchestration.console import LiveReporter
+
+    out = io.StringIO()
+    reporter = LiveReporter(SecretMasker(), out)
+    try:
+        reporter.info("cache: path foo[/bar] and [red]not a style[/red]")
+    finally:
+        reporter.close()
+    assert "foo[/bar]" in out.getvalue() and "[red]not a style[/red]" in out.getvalue()

@@ -293,3 +293,26 @@ def test_log_chunks_are_split_into_lines() -> None:
 
     chunks = [b"one\ntw", b"o\r\n", b"", b"three"]
     assert list(_lines(iter(chunks))) == ["one", "two", "three"]
+
+
+def test_app_hosts_in_folders_of_the_same_name_share_no_container_or_volume(
+    tmp_path: Path,
+) -> None:
+    from apphost_sdk.runtimes.docker_runtime import container_name, volume_name
+
+    def spec(app_id: str) -> ContainerSpec:
+        return ContainerSpec(
+            app_id=app_id,
+            app_name="quickstart",
+            session_id="s" * 12,
+            resource_name="cache",
+            image="redis",
+            tag="7",
+            state_dir=tmp_path,
+            data_volume="",
+            lifetime="persistent",
+        )
+
+    a, b = spec("quickstart-1111111111"), spec("quickstart-2222222222")
+    assert container_name(a) != container_name(b)
+    assert volume_name(a) != volume_name(b)
