@@ -21,7 +21,7 @@ from .docker_runtime import (
     RESOURCE,
     creator_alive,
 )
-from .engines import Wanted, find_engine, start_hint
+from .engines import find_engine, start_hint
 
 Announce = Callable[[str], None]
 
@@ -124,11 +124,10 @@ def down(
     with ``include_persistent_and_volumes`` (``--volumes``). Announces each removal and returns
     the descriptions. Without a reachable engine it says so and removes nothing.
     """
-    from .selection import requested_runtime
+    from .selection import requested_runtime, wanted_engine
 
     env = os.environ if environ is None else environ
-    choice = requested_runtime(dict(env))
-    wanted: Wanted = "docker" if choice == "docker" else "podman" if choice == "podman" else "any"
+    wanted = wanted_engine(requested_runtime(env))
     discovery = find_engine(wanted, env)
     if discovery.engine is None:
         announce(

@@ -18,7 +18,16 @@ from .engines import Discovery, Wanted, find_engine, start_hint
 CHOICES = ("auto", "docker", "podman", "process")
 
 
-def requested_runtime(environ: dict[str, str] | None = None) -> str:
+def wanted_engine(choice: str) -> Wanted:
+    """The engine kind a runtime choice asks for (``auto`` and ``process``: any engine)."""
+    if choice == "docker":
+        return "docker"
+    if choice == "podman":
+        return "podman"
+    return "any"
+
+
+def requested_runtime(environ: Mapping[str, str] | None = None) -> str:
     """Return the runtime the user asked for (``auto`` when unset); bad values are an error."""
     env = os.environ if environ is None else environ
     value = (env.get("APPHOST_CONTAINER_RUNTIME") or "auto").strip().lower()
@@ -52,7 +61,7 @@ def select_runtime(
     if choice == "process":
         return _process_runtime()
     env: Mapping[str, str] = os.environ if environ is None else environ
-    wanted: Wanted = "docker" if choice == "docker" else "podman" if choice == "podman" else "any"
+    wanted = wanted_engine(choice)
     found = _discover(wanted, env)
     if not isinstance(found, str) and found.engine is not None:
         from .docker_runtime import DockerRuntime
