@@ -15,6 +15,7 @@ from __future__ import annotations
 from .errors import (
     AuthenticationFailedError,
     AuthorizationFailedError,
+    CacheFailedError,
     NameNotAvailableError,
     ProvisioningError,
     ProvisioningTimeoutError,
@@ -27,6 +28,7 @@ __all__ = [
     "AuthenticationFailedError",
     "AuthorizationFailedError",
     "AzureRedisRequest",
+    "CacheFailedError",
     "CacheOutputs",
     "CacheSpec",
     "NameNotAvailableError",

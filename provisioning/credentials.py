@@ -154,7 +154,7 @@ def current_principal(credential: Any, settings: ProvisioningSettings) -> Princi
         ) from None
     try:
         claims = decode_claims(token)
-    except (ValueError, UnicodeDecodeError):
+    except ValueError:  # also binascii.Error and UnicodeDecodeError
         raise AuthenticationFailedError(
             "the Azure token is not a JWT, so the signed-in principal's object id is unknown"
         ) from None

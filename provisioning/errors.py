@@ -12,6 +12,7 @@ from apphost_sdk.errors import ApphostError, ConfigurationError
 __all__ = [
     "AuthenticationFailedError",
     "AuthorizationFailedError",
+    "CacheFailedError",
     "ConfigurationError",
     "NameNotAvailableError",
     "ProvisioningError",
@@ -46,6 +47,10 @@ class AuthenticationFailedError(ProvisioningError):
 
 class AuthorizationFailedError(ProvisioningError):
     """The signed-in principal lacks a permission (HTTP 403); the message names the action."""
+
+
+class CacheFailedError(ProvisioningError):
+    """Azure reports the cache's provisioning state as ``Failed``."""
 
 
 class NameNotAvailableError(ProvisioningError):

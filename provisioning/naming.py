@@ -71,6 +71,12 @@ def resource_group_id(subscription_id: str, resource_group: str) -> str:
     return f"/subscriptions/{subscription_id}/resourceGroups/{resource_group}"
 
 
+def cache_resource_id(subscription_id: str, resource_group: str, name: str) -> str:
+    """The ARM id of the Azure Cache for Redis ``name``."""
+    group_id = resource_group_id(subscription_id, resource_group)
+    return f"{group_id}/providers/Microsoft.Cache/Redis/{name}"
+
+
 def unique_suffix(*parts: str) -> str:
     """A 13-character lowercase [a-z2-7] digest of ``parts`` (like Bicep's ``uniqueString``)."""
     digest = hashlib.sha256("|".join(p.lower() for p in parts).encode()).digest()

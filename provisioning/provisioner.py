@@ -30,7 +30,12 @@ import attrs
 from . import arm_errors
 from .arm import ArmClients, create_clients
 from .credentials import Principal, create_credential, current_principal
-from .errors import ConfigurationError, ProvisioningError, ProvisioningTimeoutError
+from .errors import (
+    CacheFailedError,
+    ConfigurationError,
+    ProvisioningError,
+    ProvisioningTimeoutError,
+)
 from .naming import (
     access_policy_assignment_name,
     cache_name_for,
@@ -46,6 +51,7 @@ from .spec import (
     TAG_RESOURCE_NAME,
     AzureRedisRequest,
     CacheRef,
+    CacheSpec,
     DesiredCache,
 )
 from .state import SUCCEEDED, StateRecord, StateStore
@@ -121,6 +127,11 @@ class PlanItem:
 
 def _state_of(cache: Any) -> str:
     return str(getattr(cache, "provisioning_state", "") or "")
+
+
+def _tags_of(cache: Any) -> dict[str, str]:
+    """A cache's tags with lower-cased keys (Azure treats tag names case-insensitively)."""
+    return {str(k).lower(): v for k, v in (cache.tags or {}).items()}
 
 
 def _config_of(cache: Any) -> dict[str, str]:
@@ -269,30 +280,38 @@ class Provisioner:
             return self._principal
 
     # -- desired state ------------------------------------------------------------------------
-    def desired(self, request: AzureRedisRequest) -> DesiredCache:
-        """Validate a request and compute its desired state (names checked before any call)."""
+    def _target(self, request: AzureRedisRequest) -> tuple[str, str]:
+        """The validated ``(resource group, Azure name)`` of a request (no call is made)."""
         settings = self.settings
         if request.existing_name is not None:
             validate_cache_name(request.existing_name)
             group = request.existing_resource_group or settings.resource_group
             validate_resource_group_name(group)
-            azure_name = request.existing_name
-        else:
-            group = settings.resource_group
-            azure_name = cache_name_for(request.resource_name, settings.subscription_id, group)
-        spec = request.build_spec(self.app_name)
+            return group, request.existing_name
+        group = settings.resource_group
+        return group, cache_name_for(request.resource_name, settings.subscription_id, group)
+
+    def _assemble(
+        self, request: AzureRedisRequest, target: tuple[str, str], spec: CacheSpec
+    ) -> DesiredCache:
+        group, azure_name = target
         needs_principal = not request.use_access_keys and not request.is_existing
         return DesiredCache(
             resource_name=request.resource_name,
             azure_name=azure_name,
-            subscription_id=settings.subscription_id,
+            subscription_id=self.settings.subscription_id,
             resource_group=group,
-            location=settings.location,
+            location=self.settings.location,
             spec=spec,
             use_access_keys=request.use_access_keys,
             existing=request.is_existing,
             principal_object_id=self.principal().object_id if needs_principal else None,
         )
+
+    def desired(self, request: AzureRedisRequest) -> DesiredCache:
+        """Validate a request and compute its desired state (names checked before any call)."""
+        target = self._target(request)
+        return self._assemble(request, target, request.build_spec(self.app_name))
 
     def _all_desired(self, requests: Iterable[AzureRedisRequest]) -> list[DesiredCache]:
         requests = list(requests)
@@ -302,18 +321,10 @@ class Provisioner:
             if key in seen:
                 raise ConfigurationError(f"two Azure caches are named {request.resource_name!r}")
             seen.add(key)
-        # Validate every name and spec first so a bad one fails before any token or call.
-        for request in requests:
-            if request.existing_name is None:
-                cache_name_for(
-                    request.resource_name,
-                    self.settings.subscription_id,
-                    self.settings.resource_group,
-                )
-            else:
-                validate_cache_name(request.existing_name)
-            request.build_spec(self.app_name)
-        return [self.desired(r) for r in requests]
+        # Validate every name and build every spec (running the configure_infrastructure
+        # callbacks once) first, so a bad one fails before any token or call.
+        validated = [(r, self._target(r), r.build_spec(self.app_name)) for r in requests]
+        return [self._assemble(r, target, spec) for r, target, spec in validated]
 
     # -- ARM reads ----------------------------------------------------------------------------
     def _raw_get(self, desired: _Ref) -> Any | None:
@@ -449,7 +460,7 @@ class Provisioner:
             if state.lower() == "succeeded":
                 return cache
             if state.lower() == "failed":
-                raise ProvisioningError(
+                raise CacheFailedError(
                     f"Azure reports cache {desired.azure_name} as Failed; delete it (apphost "
                     "destroy, or the Azure portal) and run again",
                     desired.resource_name,
@@ -564,9 +575,9 @@ class Provisioner:
         )
 
     def _check_owned(self, desired: DesiredCache, cache: Any) -> None:
-        tags = {k.lower(): v for k, v in (cache.tags or {}).items()}
+        tags = _tags_of(cache)
         owner = tags.get(TAG_APP.lower())
-        if owner != self.app_name or tags.get(TAG_RESOURCE_NAME) != desired.resource_name:
+        if owner != self.app_name or tags.get(TAG_RESOURCE_NAME.lower()) != desired.resource_name:
             raise ProvisioningError(
                 f"a cache named {desired.azure_name} already exists in resource group "
                 f"{desired.resource_group} but was not created by app {self.app_name!r} "
@@ -687,8 +698,6 @@ class Provisioner:
                     results[name] = future.result()
                 except ProvisioningError as exc:
                     failures.append(exc.for_resource(name))
-                except ConfigurationError:
-                    raise
         except BaseException:
             self.cancel()
             raise
@@ -753,24 +762,23 @@ class Provisioner:
             f"listing caches in resource group {group}",
             lambda: list(self.clients.redis.redis.list_by_resource_group(group)),
         )
-        owned = [
-            c
-            for c in caches
-            if {k.lower(): v for k, v in (c.tags or {}).items()}.get(TAG_APP.lower())
-            == self.app_name
-        ]
+        owned = [c for c in caches if _tags_of(c).get(TAG_APP.lower()) == self.app_name]
         existing = {
             (r.existing_name or "").lower() for r in requests if r.existing_name is not None
         }
         return [c for c in owned if str(c.name).lower() not in existing]
 
-    def destroy(self, requests: Iterable[AzureRedisRequest] = ()) -> list[str]:
+    def destroy(
+        self, requests: Iterable[AzureRedisRequest] = (), owned: list[Any] | None = None
+    ) -> list[str]:
         """Delete the caches :meth:`owned_caches` finds and wait until each one is gone.
 
-        Returns the deleted Azure names. The resource group itself is left in place: it may
-        hold resources that are not ours.
+        ``owned`` is a list :meth:`owned_caches` already returned (e.g. the one a user
+        confirmed); without it the caches are listed here. Returns the deleted Azure names.
+        The resource group itself is left in place: it may hold resources that are not ours.
         """
-        owned = self.owned_caches(requests)
+        if owned is None:
+            owned = self.owned_caches(requests)
         if not owned:
             return []
         with ThreadPoolExecutor(max_workers=min(8, len(owned))) as pool:
@@ -778,7 +786,7 @@ class Provisioner:
         return names
 
     def _delete_one(self, cache: Any) -> str:
-        resource = str((cache.tags or {}).get(TAG_RESOURCE_NAME) or cache.name)
+        resource = str(_tags_of(cache).get(TAG_RESOURCE_NAME.lower()) or cache.name)
         desired = CacheRef(
             resource_name=resource,
             azure_name=str(cache.name),
@@ -789,9 +797,8 @@ class Provisioner:
             if _state_of(cache).lower() in TRANSITIONAL:
                 try:
                     self._wait(desired, "Waiting before delete")
-                except ProvisioningError as exc:
-                    if "Failed" not in exc.reason:
-                        raise
+                except CacheFailedError:
+                    pass  # a Failed cache can still be deleted
             self._status(resource, f"Deleting {desired.azure_name}")
             self._call(
                 resource,

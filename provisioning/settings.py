@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -78,14 +79,13 @@ def _check_endpoint(endpoint: str) -> str:
 class ProvisioningSettings:
     """Validated Azure provisioning settings.
 
-    ``resource_group_generated`` is True when no ``Azure:ResourceGroup`` was given and the
-    name was derived from ``ResourceGroupPrefix``, app name and subscription.
+    ``resource_group`` is ``Azure:ResourceGroup`` or, when that is not given, derived from
+    ``ResourceGroupPrefix``, app name and subscription.
     """
 
     subscription_id: str
     location: str
     resource_group: str
-    resource_group_generated: bool
     allow_resource_group_creation: bool
     tenant_id: str | None
     credential_source: str
@@ -147,7 +147,7 @@ class ProvisioningSettings:
 
         def positive(key: str, default: float) -> float:
             value = section.get_float(key, default)
-            if value is None or value <= 0:
+            if value is None or not math.isfinite(value) or value <= 0:
                 raise ConfigurationError(f"configuration key Azure:{key} must be positive")
             return value
 
@@ -158,7 +158,6 @@ class ProvisioningSettings:
             subscription_id=subscription,
             location=location,
             resource_group=group,
-            resource_group_generated=generated,
             allow_resource_group_creation=allow_creation,
             tenant_id=(section.get_str("TenantId") or "").strip() or None,
             credential_source=matches[0],

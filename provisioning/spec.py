@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 
 from .errors import ConfigurationError
+from .naming import cache_resource_id
 
 TAG_RESOURCE_NAME = "aspire-resource-name"
 TAG_APP = "apphost-app"
@@ -37,7 +38,7 @@ class CacheSpec:
     family: str = "C"
     capacity: int = 1
     tags: dict[str, str] = attrs.field(factory=dict)
-    redis_configuration: dict[str, str] = attrs.field(factory=dict)
+    redis_configuration: dict[str, str] = attrs.field(factory=dict, repr=False)
     minimum_tls_version: str = "1.2"
     public_network_access: str = "Enabled"
     enable_non_ssl_port: bool = False
@@ -140,10 +141,7 @@ class DesiredCache:
     @property
     def resource_id(self) -> str:
         """The cache's ARM id."""
-        return (
-            f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
-            f"/providers/Microsoft.Cache/Redis/{self.azure_name}"
-        )
+        return cache_resource_id(self.subscription_id, self.resource_group, self.azure_name)
 
     def checksum(self) -> str:
         """SHA-256 over the canonical JSON of the desired state."""
@@ -174,7 +172,4 @@ class CacheRef:
     @property
     def resource_id(self) -> str:
         """The cache's ARM id."""
-        return (
-            f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
-            f"/providers/Microsoft.Cache/Redis/{self.azure_name}"
-        )
+        return cache_resource_id(self.subscription_id, self.resource_group, self.azure_name)

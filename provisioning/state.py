@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from apphost_sdk.state import write_private
+from apphost_sdk.state import read_json, write_private
 
 from .outputs import CacheOutputs
 
@@ -56,14 +56,18 @@ class StateStore:
 
     def load(self, resource: str) -> StateRecord | None:
         """The record of ``resource``, or None when absent or unreadable (treated as new)."""
+        data = read_json(self._record_path(resource))
+        if not isinstance(data, dict):
+            return None
         try:
-            data = json.loads(self._record_path(resource).read_text(encoding="utf-8"))
             outputs = None
             if data.get("status") == SUCCEEDED and data.get("outputs"):
                 out = data["outputs"]
                 key = None
                 if out.get("use_access_keys"):
-                    secrets = json.loads(self._secrets_path(resource).read_text(encoding="utf-8"))
+                    secrets = read_json(self._secrets_path(resource))
+                    if not isinstance(secrets, dict):
+                        return None
                     key = secrets["primary_key"]
                 outputs = CacheOutputs.build(
                     resource_name=resource,
@@ -84,7 +88,7 @@ class StateStore:
                 resource_id=str(data["resource_id"]),
                 outputs=outputs,
             )
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
 
     def _base(self, record: StateRecord) -> dict[str, Any]:

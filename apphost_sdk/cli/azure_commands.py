@@ -13,14 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shlex
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
-from urllib.parse import quote
 
 from apphost_sdk.errors import ApphostError
+from apphost_sdk.model.connection import RedisEndpoint
+from apphost_sdk.model.names import env_prefix
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -143,32 +143,28 @@ def plan(app: Any, argv: Sequence[str]) -> int:
 
 
 # -- provision ----------------------------------------------------------------------------------
-def env_prefix(resource: str) -> str:
-    """``my-cache`` -> ``MY_CACHE`` (the connection-property prefix Aspire uses)."""
-    return re.sub(r"[^A-Za-z0-9_]", "_", resource).upper()
-
-
 def connection_variables(outputs: Any) -> list[tuple[str, str, bool]]:
-    """``(name, value, is_secret)`` environment variables a consumer of the cache receives."""
-    prefix = env_prefix(outputs.resource_name)
+    """``(name, value, is_secret)`` environment variables a consumer of the cache receives:
+    exactly those run mode injects (the model's ``RedisEndpoint.environment``)."""
     key = outputs.primary_key
-    if key:
-        uri = f"rediss://:{quote(key, safe='')}@{outputs.host_name}:{outputs.ssl_port}"
-    else:
-        uri = f"rediss://{outputs.host_name}:{outputs.ssl_port}"
-    items = [
-        (f"ConnectionStrings__{outputs.resource_name}", outputs.connection_string, bool(key)),
-        (f"{prefix}_HOST", outputs.host_name, False),
-        (f"{prefix}_PORT", str(outputs.ssl_port), False),
-        (f"{prefix}_URI", uri, bool(key)),
-    ]
-    if key:
-        items.append((f"{prefix}_PASSWORD", key, True))
-    return items
+    endpoint = RedisEndpoint(
+        outputs.host_name,
+        outputs.ssl_port,
+        key,
+        tls=True,
+        fixed_connection_string=outputs.connection_string,
+    )
+    name = outputs.resource_name
+    prefix = env_prefix(name)
+    # Secret: the key itself, and whatever carries it (connection string and URI).
+    secret = {f"{prefix}_PASSWORD"} | (
+        {f"ConnectionStrings__{name}", f"{prefix}_URI"} if key else set()
+    )
+    return [(k, v, k in secret) for k, v in endpoint.environment(name).items()]
 
 
 def _github_outputs(outputs: Any) -> list[tuple[str, str, bool]]:
-    base = re.sub(r"[^A-Za-z0-9_]", "_", outputs.resource_name)
+    base = env_prefix(outputs.resource_name).lower()
     items = [
         (f"{base}_name", outputs.name, False),
         (f"{base}_resource_id", outputs.resource_id, False),
@@ -293,11 +289,16 @@ def destroy(app: Any, argv: Sequence[str]) -> int:
             if not args.yes:
                 if not sys.stdin.isatty():
                     raise ApphostError(f"would delete {names}; pass --yes to confirm")
-                answer = input(f"Delete {names}? [y/N] ").strip().lower()
+                try:
+                    answer = input(f"Delete {names}? [y/N] ").strip().lower()
+                except EOFError:  # Ctrl-D: no
+                    print()
+                    answer = ""
                 if answer not in ("y", "yes"):
                     print("Nothing deleted.")
                     return EXIT_FAILED
-            deleted = provisioner.destroy(requests)
+            # Delete what was listed (and confirmed), not a second listing.
+            deleted = provisioner.destroy(requests, owned=owned)
         finally:
             provisioner.close()
         for name in deleted:

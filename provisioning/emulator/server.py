@@ -11,8 +11,8 @@ Control endpoints (no auth, never faulted, not logged):
 
 from __future__ import annotations
 
-import base64
 import json
+import math
 import re
 import threading
 import time
@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import attrs
 
+from ..credentials import decode_claims
 from .faults import Fault, FaultSpecError, parse_fault
 from .store import Reply, Store, error
 
@@ -60,18 +61,15 @@ def _token_problem(header: str | None) -> Reply | None:
             "AuthenticationFailed",
             "Authentication failed. The 'Authorization' header is missing.",
         )
-    token = header[7:].strip()
-    parts = token.split(".")
     try:
-        payload = parts[1] + "=" * (-len(parts[1]) % 4)
-        claims = json.loads(base64.urlsafe_b64decode(payload.encode()))
-    except (IndexError, ValueError):
+        claims = decode_claims(header[7:].strip())
+    except ValueError:
         return error(
             401,
             "InvalidAuthenticationToken",
             "The access token is invalid.",
         )
-    exp = claims.get("exp") if isinstance(claims, dict) else None
+    exp = claims.get("exp")
     if isinstance(exp, (int, float)) and exp < time.time():
         return error(
             401,
@@ -79,6 +77,17 @@ def _token_problem(header: str | None) -> Reply | None:
             "The access token expiry UTC time is earlier than current UTC time.",
         )
     return None
+
+
+def _number(value: Any) -> float | None:
+    """``value`` as a finite float (numbers and numeric strings), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 class EmulatorServer(ThreadingHTTPServer):
@@ -134,14 +143,20 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- plumbing -----------------------------------------------------------------------------
     def _read_body(self) -> Any:
-        length = int(self.headers.get("Content-Length") or 0)
+        """The parsed JSON body, None when empty, or a ValueError when it cannot be read."""
+        header = (self.headers.get("Content-Length") or "0").strip()
+        if not (header.isascii() and header.isdigit()):
+            # Where the body ends is unknown: answer, then close the connection.
+            self.close_connection = True
+            return ValueError("The Content-Length header is not a number.")
+        length = int(header)
         raw = self.rfile.read(length) if length else b""
         if not raw.strip():
             return None
         try:
             return json.loads(raw)
         except ValueError:
-            return ValueError("invalid JSON")
+            return ValueError("The request content was not valid JSON.")
 
     def _send(self, method: str, reply: Reply) -> None:
         data = b"" if reply.body is None else json.dumps(reply.body).encode()
@@ -160,6 +175,8 @@ class _Handler(BaseHTTPRequestHandler):
         for key, value in reply.headers.items():
             self.send_header(key, value)
         self.send_header("Content-Length", str(len(data)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         if method != "HEAD" and data:
             self.wfile.write(data)
@@ -169,13 +186,17 @@ class _Handler(BaseHTTPRequestHandler):
         path = unquote(parts.path)
         query = {k.lower(): v[-1] for k, v in parse_qs(parts.query).items()}
         body = self._read_body()
-        if path.lower().startswith("/_emulator/"):
-            self._send(method, self._control(method, path.lower(), body))
-            return
+        control = path.lower().startswith("/_emulator/")
         try:
-            reply = self._arm(method, path, query, body)
+            if control:
+                reply = self._control(method, path.lower(), body)
+            else:
+                reply = self._arm(method, path, query, body)
         except Exception as exc:  # an emulator bug must still answer, like a real 500
             reply = error(500, "InternalServerError", f"emulator error: {exc!r}")
+        if control:
+            self._send(method, reply)
+            return
         with self.server.store.lock:
             self.server.store.log.append(
                 {
@@ -203,7 +224,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "The api-version query parameter (?api-version=) is required for all requests.",
             )
         if isinstance(body, ValueError):
-            return error(400, "InvalidRequestContent", "The request content was not valid JSON.")
+            return error(400, "InvalidRequestContent", str(body))
         for name, pattern in _ROUTES:
             match = pattern.match(path)
             if match:
@@ -220,7 +241,7 @@ class _Handler(BaseHTTPRequestHandler):
         if route == "group":
             return store.group(method, sub, rg, body)
         if route == "check_name":
-            return store.check_name(sub, body) if method == "POST" else wrong
+            return store.check_name(body) if method == "POST" else wrong
         if route == "operation":
             return (
                 store.operation_result(p["op"], self._base_url(), api) if method == "GET" else wrong
@@ -271,14 +292,25 @@ class _Handler(BaseHTTPRequestHandler):
             store.add_fault(fault)
             return Reply(200, {"added": spec})
         if path.rstrip("/") == "/_emulator/config" and method == "POST":
+            if isinstance(body, ValueError):
+                return error(400, "InvalidConfig", str(body))
             if not isinstance(body, dict):
                 return error(400, "InvalidConfig", "post a JSON object")
+            known = {f.name for f in attrs.fields(type(store.settings))}
+            values: dict[str, float] = {}
+            for key, value in body.items():
+                if key not in known:
+                    return error(400, "InvalidConfig", f"unknown setting {key!r}")
+                number = _number(value)
+                if number is None:
+                    return error(
+                        400, "InvalidConfig", f"setting {key!r} must be a number, not {value!r}"
+                    )
+                values[key] = number
             with store.lock:
-                for key, value in body.items():
-                    if not hasattr(store.settings, key):
-                        return error(400, "InvalidConfig", f"unknown setting {key!r}")
-                    setattr(store.settings, key, float(value))
-            return Reply(200, {"settings": attrs.asdict(store.settings)})
+                for key, number in values.items():
+                    setattr(store.settings, key, number)
+                return Reply(200, {"settings": attrs.asdict(store.settings)})
         if path.rstrip("/") == "/_emulator/health":
             return Reply(200, {"ok": True})
         return error(404, "NotFound", f"no control endpoint {method} {path}")

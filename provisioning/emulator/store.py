@@ -14,7 +14,7 @@ import re
 import threading
 import time
 import uuid
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
@@ -32,6 +32,7 @@ BUSY_MESSAGE = (
 _NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9]|-(?!-)){0,62}$")
 _RG_NAME = re.compile(r"^[-\w.()]{1,90}$")
 _SKUS = {"basic": ("C", range(0, 7)), "standard": ("C", range(0, 7)), "premium": ("P", range(1, 6))}
+_V = TypeVar("_V")
 _DEFAULT_CONFIG = {
     "maxclients": "1000",
     "maxmemory-reserved": "30",
@@ -56,6 +57,16 @@ def error(status: int, code: str, message: str, **headers: str) -> Reply:
 
 def _new_key() -> str:
     return base64.b64encode(os.urandom(32)).decode()
+
+
+def _child_id(cache_id: str, collection: str, item: str) -> str:
+    """The ARM id of a cache's sub-resource (``.../redis/{name}/{collection}/{item}``)."""
+    return f"{cache_id.replace('/Redis/', '/redis/')}/{collection}/{item}"
+
+
+def _children(table: dict[tuple[str, str], _V], prefix: str) -> list[_V]:
+    """The sub-resources in ``table`` of the cache whose lower-cased id is ``prefix``."""
+    return [value for (owner, _), value in sorted(table.items()) if owner == prefix]
 
 
 @attrs.define
@@ -169,8 +180,7 @@ class Assignment:
     def to_json(self, now: float) -> dict[str, Any]:
         state = "Succeeded" if now >= self.ready_at else "Updating"
         return {
-            "id": self.cache_id.replace("/Redis/", "/redis/")
-            + f"/accessPolicyAssignments/{self.name}",
+            "id": _child_id(self.cache_id, "accessPolicyAssignments", self.name),
             "name": self.name,
             "type": ASSIGNMENT_TYPE,
             "properties": {
@@ -269,12 +279,19 @@ class Store:
         now = time.monotonic()
         for key, cache in list(self.caches.items()):
             if cache.delete_done_at is not None and now >= cache.delete_done_at:
-                del self.caches[key]
-                self.reserved.pop(cache.name.lower(), None)
-                for akey in [k for k in self.assignments if k[0] == cache.id.lower()]:
-                    del self.assignments[akey]
+                self._drop_cache(key)
             else:
                 cache.settle(now)
+
+    def _drop_cache(self, key: tuple[str, str, str]) -> None:
+        """Remove a cache with its child resources and its name reservation."""
+        cache = self.caches.pop(key)
+        prefix = cache.id.lower()
+        if self.reserved.get(cache.name.lower()) == prefix:
+            del self.reserved[cache.name.lower()]
+        for table in (self.assignments, self.firewall):
+            for child in [k for k in table if k[0] == prefix]:
+                del table[child]
 
     def _cache(self, sub: str, group: str, name: str) -> Cache | None:
         self._settle_all()
@@ -286,6 +303,19 @@ class Store:
                 404, "ResourceGroupNotFound", f"Resource group '{group}' could not be found."
             )
         return None
+
+    def _existing(
+        self, sub: str, group: str, name: str, absent: Reply | None = None
+    ) -> Cache | Reply:
+        """The cache, or the reply when its group is missing or it does not exist (``absent``,
+        by default a 404)."""
+        missing = self._group_missing(sub, group)
+        if missing:
+            return missing
+        cache = self._cache(sub, group, name)
+        if cache is None:
+            return absent if absent is not None else self._not_found(CACHE_TYPE, name, group)
+        return cache
 
     def _not_found(self, kind: str, name: str, group: str) -> Reply:
         return error(
@@ -300,12 +330,9 @@ class Store:
             key = (sub.lower(), group.lower())
             existing = self.groups.get(key)
             if method in ("GET", "HEAD"):
-                if existing is None:
-                    return error(
-                        404,
-                        "ResourceGroupNotFound",
-                        f"Resource group '{group}' could not be found.",
-                    )
+                missing = self._group_missing(sub, group)
+                if missing:
+                    return missing
                 return Reply(
                     204 if method == "HEAD" else 200, None if method == "HEAD" else existing
                 )
@@ -333,13 +360,12 @@ class Store:
                     return Reply(204)
                 del self.groups[key]
                 for ckey in [k for k in self.caches if k[:2] == key]:
-                    self.reserved.pop(self.caches[ckey].name.lower(), None)
-                    del self.caches[ckey]
+                    self._drop_cache(ckey)
                 return Reply(200)
             return error(405, "MethodNotAllowed", f"{method} is not supported here")
 
     # -- caches -------------------------------------------------------------------------------
-    def check_name(self, sub: str, body: Any) -> Reply:
+    def check_name(self, body: Any) -> Reply:
         with self.lock:
             self._settle_all()
             name = str((body or {}).get("name", "")) if isinstance(body, dict) else ""
@@ -470,24 +496,18 @@ class Store:
 
     def patch_cache(self, sub: str, group: str, name: str, body: Any) -> Reply:
         with self.lock:
-            missing = self._group_missing(sub, group)
-            if missing:
-                return missing
-            cache = self._cache(sub, group, name)
-            if cache is None:
-                return self._not_found(CACHE_TYPE, name, group)
+            cache = self._existing(sub, group, name)
+            if isinstance(cache, Reply):
+                return cache
             if not isinstance(body, dict):
                 return error(400, "InvalidRequestContent", "The request content was invalid.")
             return self._update(cache, body, body.get("properties") or {})
 
     def get_cache(self, sub: str, group: str, name: str) -> Reply:
         with self.lock:
-            missing = self._group_missing(sub, group)
-            if missing:
-                return missing
-            cache = self._cache(sub, group, name)
-            if cache is None:
-                return self._not_found(CACHE_TYPE, name, group)
+            cache = self._existing(sub, group, name)
+            if isinstance(cache, Reply):
+                return cache
             return Reply(200, cache.to_json())
 
     def list_caches(self, sub: str, group: str | None) -> Reply:
@@ -506,12 +526,9 @@ class Store:
 
     def delete_cache(self, sub: str, group: str, name: str, base_url: str, api: str) -> Reply:
         with self.lock:
-            missing = self._group_missing(sub, group)
-            if missing:
-                return missing
-            cache = self._cache(sub, group, name)
-            if cache is None:
-                return Reply(204)
+            cache = self._existing(sub, group, name, absent=Reply(204))
+            if isinstance(cache, Reply):
+                return cache
             if cache.state == "Deleting":
                 return Reply(202, None, {"Location": self._op_location(cache, base_url, api)})
             busy = self._busy(cache)
@@ -545,12 +562,9 @@ class Store:
 
     def keys(self, sub: str, group: str, name: str, regenerate: Any = None) -> Reply:
         with self.lock:
-            missing = self._group_missing(sub, group)
-            if missing:
-                return missing
-            cache = self._cache(sub, group, name)
-            if cache is None:
-                return self._not_found(CACHE_TYPE, name, group)
+            cache = self._existing(sub, group, name)
+            if isinstance(cache, Reply):
+                return cache
             if cache.disable_access_key_authentication:
                 return error(
                     400,
@@ -581,18 +595,13 @@ class Store:
         self, method: str, sub: str, group: str, name: str, assignment: str | None, body: Any
     ) -> Reply:
         with self.lock:
-            missing = self._group_missing(sub, group)
-            if missing:
-                return missing
-            cache = self._cache(sub, group, name)
-            if cache is None:
-                return self._not_found(CACHE_TYPE, name, group)
+            cache = self._existing(sub, group, name)
+            if isinstance(cache, Reply):
+                return cache
             now = time.monotonic()
             prefix = cache.id.lower()
             if assignment is None:
-                items = [
-                    a.to_json(now) for (c, _), a in sorted(self.assignments.items()) if c == prefix
-                ]
+                items = [a.to_json(now) for a in _children(self.assignments, prefix)]
                 return Reply(200, {"value": items})
             key = (prefix, assignment.lower())
             current = self.assignments.get(key)
@@ -643,16 +652,12 @@ class Store:
         self, method: str, sub: str, group: str, name: str, rule: str | None, body: Any
     ) -> Reply:
         with self.lock:
-            missing = self._group_missing(sub, group)
-            if missing:
-                return missing
-            cache = self._cache(sub, group, name)
-            if cache is None:
-                return self._not_found(CACHE_TYPE, name, group)
+            cache = self._existing(sub, group, name)
+            if isinstance(cache, Reply):
+                return cache
             prefix = cache.id.lower()
             if rule is None:
-                items = [v for (c, _), v in sorted(self.firewall.items()) if c == prefix]
-                return Reply(200, {"value": items})
+                return Reply(200, {"value": _children(self.firewall, prefix)})
             key = (prefix, rule.lower())
             current = self.firewall.get(key)
             if method == "GET":
@@ -666,7 +671,7 @@ class Store:
             if not isinstance(props, dict) or not props.get("startIP") or not props.get("endIP"):
                 return error(400, "InvalidParameter", "startIP and endIP are required.")
             record = {
-                "id": f"{cache.id.replace('/Redis/', '/redis/')}/firewallRules/{rule}",
+                "id": _child_id(cache.id, "firewallRules", rule),
                 "name": f"{cache.name}/{rule}",
                 "type": FIREWALL_TYPE,
                 "properties": {"startIP": props["startIP"], "endIP": props["endIP"]},

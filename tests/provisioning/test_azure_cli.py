@@ -193,3 +193,62 @@ def test_missing_configuration_and_bad_arguments(
     assert len(err.strip().splitlines()) == 1
     assert azure_commands.provision(app, ["--format", "xml"]) == 2
     assert emulator.requests() == []
+
+
+def test_destroy_lists_once_and_ctrl_d_at_the_prompt_means_no(
+    emulator: Emulator,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app = make_app(emulator, tmp_path, cache("cache"))
+    assert azure_commands.provision(app, []) == 0
+    settings = ProvisioningSettings.from_configuration(app.configuration, "shop")
+    clients = create_clients(settings, EmulatorCredential())
+
+    def eof(prompt: str = "") -> str:
+        raise EOFError
+
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", eof)
+    capsys.readouterr()
+    assert azure_commands.destroy(app, []) == 1
+    captured = capsys.readouterr()
+    assert "Nothing deleted." in captured.out and "Traceback" not in captured.err
+    assert len(list(clients.redis.redis.list_by_resource_group(settings.resource_group))) == 1
+
+    monkeypatch.setattr("builtins.input", lambda prompt="": "y")
+    listings = emulator.count("GET", suffix="/providers/Microsoft.Cache/redis")
+    assert azure_commands.destroy(app, []) == 0
+    assert emulator.count("GET", suffix="/providers/Microsoft.Cache/redis") == listings + 1
+    assert list(clients.redis.redis.list_by_resource_group(settings.resource_group)) == []
+    clients.close()
+
+
+def test_connection_variables_are_what_run_mode_injects() -> None:
+    from provisioning.outputs import CacheOutputs
+
+    common = dict(
+        resource_name="my-cache",
+        name="mycache-abc",
+        resource_id="/subscriptions/s/resourceGroups/g/providers/Microsoft.Cache/Redis/x",
+        host_name="mycache-abc.redis.cache.windows.net",
+        ssl_port=6380,
+        principal_object_id=None,
+    )
+    keyed = CacheOutputs.build(primary_key="a/b+c=", **common)  # type: ignore[arg-type]
+    host = "mycache-abc.redis.cache.windows.net"
+    assert azure_commands.connection_variables(keyed) == [
+        ("ConnectionStrings__my-cache", f"{host}:6380,ssl=true,password=a/b+c=", True),
+        ("MY_CACHE_HOST", host, False),
+        ("MY_CACHE_PORT", "6380", False),
+        ("MY_CACHE_URI", f"rediss://:a%2Fb%2Bc%3D@{host}:6380", True),
+        ("MY_CACHE_PASSWORD", "a/b+c=", True),
+    ]
+    entra = CacheOutputs.build(primary_key=None, **common)  # type: ignore[arg-type]
+    assert azure_commands.connection_variables(entra) == [
+        ("ConnectionStrings__my-cache", f"{host}:6380,ssl=true", False),
+        ("MY_CACHE_HOST", host, False),
+        ("MY_CACHE_PORT", "6380", False),
+        ("MY_CACHE_URI", f"rediss://{host}:6380", False),
+    ]

@@ -275,3 +275,95 @@ def test_emulator_refuses_non_loopback_hosts() -> None:
         timeout=30,
     )
     assert done.returncode == 2 and "loopback" in done.stderr
+
+
+ASSIGNMENT = {
+    "properties": {
+        "accessPolicyName": "Data Contributor",
+        "objectId": "6497c918-11ad-41e7-1b0f-7c518a87d0b0",
+        "objectIdAlias": "TestAADAppRedis",
+    }
+}
+RULE = {"properties": {"startIP": "10.0.0.1", "endIP": "10.0.0.9"}}
+
+
+def add_children(emulator: Emulator) -> None:
+    assert call(emulator, "PUT", CACHE_PATH + "/accessPolicyAssignments/a1", ASSIGNMENT)[0] == 201
+    status, _, rule = call(emulator, "PUT", CACHE_PATH + "/firewallRules/r1", RULE)
+    assert status == 201 and rule["id"].endswith("/redis/cache1/firewallRules/r1")
+
+
+def assert_no_children(emulator: Emulator) -> None:
+    assert call(emulator, "GET", CACHE_PATH + "/accessPolicyAssignments")[2] == {"value": []}
+    assert call(emulator, "GET", CACHE_PATH + "/firewallRules")[2] == {"value": []}
+    assert call(emulator, "GET", CACHE_PATH + "/accessPolicyAssignments/a1")[0] == 404
+    assert call(emulator, "GET", CACHE_PATH + "/firewallRules/r1")[0] == 404
+
+
+def test_deleted_cache_takes_its_child_resources_along(emulator: Emulator) -> None:
+    create_cache(emulator)
+    time.sleep(CREATE_DELAY + 0.1)
+    add_children(emulator)
+    assert call(emulator, "DELETE", CACHE_PATH)[0] == 202
+    time.sleep(0.4)
+    assert call(emulator, "GET", CACHE_PATH)[0] == 404
+    assert call(emulator, "PUT", CACHE_PATH, CREATE_BODY)[0] == 201
+    time.sleep(CREATE_DELAY + 0.1)
+    assert_no_children(emulator)
+
+
+def test_deleted_group_takes_its_caches_children_and_names_along(emulator: Emulator) -> None:
+    create_cache(emulator)
+    time.sleep(CREATE_DELAY + 0.1)
+    add_children(emulator)
+    assert call(emulator, "DELETE", RG_PATH)[0] == 200
+    assert call(emulator, "GET", RG_PATH)[0] == 404
+    assert call(emulator, "HEAD", RG_PATH)[0] == 404
+    path = f"/subscriptions/{SUBSCRIPTION}/providers/Microsoft.Cache/CheckNameAvailability"
+    assert call(emulator, "POST", path, {"name": "cache1"})[0] == 200
+    create_cache(emulator)
+    time.sleep(CREATE_DELAY + 0.1)
+    assert_no_children(emulator)
+
+
+def control(emulator: Emulator, path: str, body: Any) -> tuple[int, Any]:
+    status, _, answer = call(emulator, "POST", f"/_emulator/{path}", body, query="", token=None)
+    return status, answer
+
+
+def test_config_is_validated_before_anything_changes(emulator: Emulator) -> None:
+    status, body = control(emulator, "config", {"create_delay": 9, "bogus": 1})
+    assert status == 400 and "bogus" in body["error"]["message"]
+    for bad in ("soon", None, [1], True, {"x": 1}):
+        status, body = control(emulator, "config", {"delete_delay": 7, "create_delay": bad})
+        assert status == 400 and "must be a number" in body["error"]["message"]
+    status, body = control(emulator, "config", {})
+    assert status == 200
+    assert body["settings"]["create_delay"] == CREATE_DELAY
+    assert body["settings"]["delete_delay"] == 0.3
+    status, body = control(emulator, "config", {"policy_delay": 0, "update_delay": "0.25"})
+    assert status == 200 and body["settings"]["update_delay"] == 0.25
+    assert control(emulator, "config", {"__class__": 1})[0] == 400
+
+
+@pytest.mark.parametrize("path", ["/_emulator/config", RG_PATH + "?" + API])
+def test_non_numeric_content_length_is_a_clean_400(emulator: Emulator, path: str) -> None:
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(emulator.endpoint)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
+    token = EmulatorCredential().get_token("https://management.azure.com/.default").token
+    try:
+        connection.putrequest("PUT" if path.startswith("/sub") else "POST", path)
+        connection.putheader("Content-Length", "abc")
+        connection.putheader("Authorization", f"Bearer {token}")
+        connection.endheaders()
+        response = connection.getresponse()
+        body = json.loads(response.read())
+        assert response.status == 400
+        assert "Content-Length" in body["error"]["message"]
+        assert response.getheader("Connection") == "close"
+    finally:
+        connection.close()
+    assert call(emulator, "GET", RG_PATH)[0] == 404  # still serving; nothing was created

@@ -196,3 +196,19 @@ def test_requests_from_a_duck_typed_app() -> None:
     assert [r.resource_name for r in requests] == ["cache"]
     assert requests[0].use_access_keys and requests[0].build_spec("a").capacity == 2
     assert len(requests_from_app(app, include_containers=True)) == 2
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "ProvisioningTimeoutMinutes",
+        "PollIntervalSeconds",
+        "RetryBaseDelaySeconds",
+        "RetryMaxDelaySeconds",
+    ],
+)
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-inf", "Infinity"])
+def test_numeric_settings_must_be_finite(key: str, value: str) -> None:
+    values = {"Azure:SubscriptionId": SUB, "Azure:Location": "westus", f"Azure:{key}": value}
+    with pytest.raises(ConfigurationError, match=f"Azure:{key} must be positive"):
+        ProvisioningSettings.from_configuration(Configuration(values), "app")

@@ -323,3 +323,130 @@ def test_secret_redis_configuration_is_applied_but_never_printed(
     shown = repr(statuses)
     assert "First0123" not in shown and "Second4567" not in shown
     assert emulator.count("PATCH") + len(emulator.cache_puts()) >= 2, "the change is applied"
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        "[]",
+        '"text"',
+        "null",
+        "42",
+        '{"status": "succeeded", "outputs": ["not", "a", "dict"]}',
+        '{"status": "succeeded", "outputs": "text"}',
+    ],
+)
+def test_malformed_state_record_is_treated_as_absent(state_dir: Path, record: str) -> None:
+    from provisioning.state import StateStore
+
+    store = StateStore(state_dir)
+    store.directory.mkdir(parents=True)
+    (store.directory / "cache.json").write_text(record)
+    assert store.load("cache") is None
+
+
+def test_malformed_secrets_file_is_treated_as_absent(state_dir: Path) -> None:
+    from provisioning.state import StateStore
+
+    store = StateStore(state_dir)
+    store.directory.mkdir(parents=True)
+    record = {
+        "status": "succeeded",
+        "checksum": "c",
+        "azure_name": "n",
+        "resource_group": "g",
+        "subscription_id": "s",
+        "resource_id": "i",
+        "outputs": {
+            "name": "n",
+            "resource_id": "i",
+            "host_name": "h",
+            "ssl_port": 6380,
+            "use_access_keys": True,
+        },
+    }
+    (store.directory / "cache.json").write_text(json.dumps(record))
+    (store.directory / "cache.secrets.json").write_text('["key"]')
+    assert store.load("cache") is None
+
+
+def test_configure_infrastructure_callbacks_run_once_per_provision(
+    emulator: Emulator, state_dir: Path
+) -> None:
+    calls: list[str] = []
+
+    def count(spec: CacheSpec) -> None:
+        calls.append(spec.sku_name)
+
+    request = AzureRedisRequest("cache", infrastructure_callbacks=(count,))
+    run(emulator, state_dir, request)
+    assert calls == ["Basic"]
+    from provisioning.provisioner import Provisioner
+
+    settings = ProvisioningSettings.from_configuration(emulator.settings(), APP)
+    provisioner = Provisioner(settings, state_dir, APP)
+    try:
+        assert [item.action for item in provisioner.plan([request])] == ["no-change"]
+    finally:
+        provisioner.close()
+    assert calls == ["Basic", "Basic"]
+
+
+def test_redis_configuration_is_kept_out_of_the_spec_repr() -> None:
+    spec = CacheSpec(redis_configuration={"rdb-storage-connection-string": "AccountKey=s3cret"})
+    assert "s3cret" not in repr(spec)
+
+
+def test_destroy_forgets_state_of_a_cache_whose_tags_changed_case(
+    emulator: Emulator, state_dir: Path
+) -> None:
+    from azure.mgmt.redis import models
+
+    from provisioning.provisioner import Provisioner
+
+    run(emulator, state_dir, AzureRedisRequest("cache"))
+    assert (state_dir / "azure" / "cache.json").exists()
+    settings, clients = sdk(emulator)
+    name = cache_name_for("cache", settings.subscription_id, settings.resource_group)
+    retagged = models.RedisUpdateParameters(
+        tags={"Apphost-App": APP, "Aspire-Resource-Name": "cache"}
+    )
+    clients.redis.redis.begin_update(settings.resource_group, name, retagged, polling=False)
+    clients.close()
+    provisioner = Provisioner(settings, state_dir, APP)
+    try:
+        assert provisioner.destroy() == [name]
+    finally:
+        provisioner.close()
+    assert not (state_dir / "azure" / "cache.json").exists()
+
+
+def test_destroy_deletes_a_cache_that_ends_failed_while_waited_for(
+    emulator: Emulator, state_dir: Path
+) -> None:
+    from provisioning.errors import CacheFailedError
+    from provisioning.provisioner import Provisioner
+
+    emulator.fault("create-failed")
+    with pytest.raises(CacheFailedError, match="Failed"):
+        run(emulator, state_dir, AzureRedisRequest("cache"))
+    emulator.fault("create-failed")
+    emulator.configure(create_delay=0.5)
+    settings, clients = sdk(emulator)
+    from azure.mgmt.redis import models
+
+    params = models.RedisCreateParameters(
+        location="westus",
+        sku=models.Sku(name="Basic", family="C", capacity=0),
+        tags={"apphost-app": APP, "aspire-resource-name": "other"},
+    )
+    clients.redis.redis.begin_create(settings.resource_group, "other1", params, polling=False)
+    provisioner = Provisioner(settings, state_dir, APP)
+    try:  # other1 is Creating, then Failed while destroy waits for it: deleted anyway
+        assert sorted(provisioner.destroy()) == sorted(
+            ["other1", cache_name_for("cache", settings.subscription_id, settings.resource_group)]
+        )
+    finally:
+        provisioner.close()
+    assert list(clients.redis.redis.list_by_resource_group(settings.resource_group)) == []
+    clients.close()
