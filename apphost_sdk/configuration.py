@@ -15,8 +15,19 @@ from typing import Any
 
 from .errors import ConfigurationError
 
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off"}
+#: The spellings of a boolean accepted in configuration (compared case-insensitively).
+TRUE = frozenset({"true", "1", "yes", "on"})
+FALSE = frozenset({"false", "0", "no", "off"})
+
+
+def parse_bool(raw: str) -> bool | None:
+    """``raw`` as a boolean (true/false, 1/0, yes/no, on/off, any case), or None if neither."""
+    low = raw.strip().casefold()
+    if low in TRUE:
+        return True
+    if low in FALSE:
+        return False
+    return None
 
 
 def normalize_key(key: str) -> str:
@@ -179,12 +190,10 @@ class Configuration(Mapping[str, str]):
         raw = self.get_str(key)
         if raw is None:
             return default
-        low = raw.strip().casefold()
-        if low in _TRUE:
-            return True
-        if low in _FALSE:
-            return False
-        raise ConfigurationError(f"configuration key {key} must be true or false, not {raw!r}")
+        value = parse_bool(raw)
+        if value is None:
+            raise ConfigurationError(f"configuration key {key} must be true or false, not {raw!r}")
+        return value
 
     def get_int(self, key: str, default: int | None = None) -> int | None:
         """Return an integer; a malformed value is an error naming the key."""

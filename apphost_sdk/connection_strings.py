@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 import socket
 import ssl as _ssl
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import attrs
 
+from .configuration import parse_bool
 from .errors import ConfigurationError
 
 __all__ = ["RedisConnectionOptions", "RedisEndpoint", "is_azure_redis_host"]
@@ -26,9 +27,6 @@ _log = logging.getLogger(__name__)
 DEFAULT_PORT = 6379
 DEFAULT_TLS_PORT = 6380
 AZURE_REDIS_SUFFIXES = (".redis.cache.windows.net", ".redis.azure.net")
-
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off"}
 
 
 def is_azure_redis_host(host: str) -> bool:
@@ -96,15 +94,17 @@ def _parse_port(text: str, token: str) -> int:
 # --- value kinds --------------------------------------------------------------------------
 
 
+def _to_str(_key: str, raw: str) -> str:
+    return raw
+
+
 def _to_bool(key: str, raw: str) -> bool:
-    low = raw.strip().casefold()
-    if low in _TRUE:
-        return True
-    if low in _FALSE:
-        return False
-    raise ConfigurationError(
-        f"connection string key {key} must be true/false, 1/0, yes/no or on/off"
-    )
+    value = parse_bool(raw)
+    if value is None:
+        raise ConfigurationError(
+            f"connection string key {key} must be true/false, 1/0, yes/no or on/off"
+        )
+    return value
 
 
 def _to_int(key: str, raw: str) -> int:
@@ -132,35 +132,35 @@ def _render_value(value: object) -> str:
 # canonical key (as rendered) -> (attribute, converter, has a redis-py meaning)
 _Converter = Callable[[str, str], object]
 _KEYS: dict[str, tuple[str, _Converter, bool]] = {
-    "password": ("password", lambda _k, v: v, True),
-    "user": ("user", lambda _k, v: v, True),
+    "password": ("password", _to_str, True),
+    "user": ("user", _to_str, True),
     "ssl": ("ssl", _to_bool, True),
-    "sslHost": ("ssl_host", lambda _k, v: v, False),
-    "sslProtocols": ("ssl_protocols", lambda _k, v: v, True),
+    "sslHost": ("ssl_host", _to_str, False),
+    "sslProtocols": ("ssl_protocols", _to_str, True),
     "abortConnect": ("abort_connect", _to_bool, True),
     "connectTimeout": ("connect_timeout", _to_int, True),
     "syncTimeout": ("sync_timeout", _to_int, True),
     "asyncTimeout": ("async_timeout", _to_int, True),
     "connectRetry": ("connect_retry", _to_int, True),
     "defaultDatabase": ("default_database", _to_int, True),
-    "name": ("name", lambda _k, v: v, True),
+    "name": ("name", _to_str, True),
     "keepAlive": ("keep_alive", _to_int, True),
-    "serviceName": ("service_name", lambda _k, v: v, True),
+    "serviceName": ("service_name", _to_str, True),
     "protocol": ("protocol", _to_protocol, True),
     "allowAdmin": ("allow_admin", _to_bool, False),
-    "tiebreaker": ("tiebreaker", lambda _k, v: v, False),
-    "configChannel": ("config_channel", lambda _k, v: v, False),
-    "version": ("version", lambda _k, v: v, False),
-    "proxy": ("proxy", lambda _k, v: v, False),
+    "tiebreaker": ("tiebreaker", _to_str, False),
+    "configChannel": ("config_channel", _to_str, False),
+    "version": ("version", _to_str, False),
+    "proxy": ("proxy", _to_str, False),
     "resolveDns": ("resolve_dns", _to_bool, False),
     "checkCertificateRevocation": ("check_certificate_revocation", _to_bool, False),
     "setlib": ("setlib", _to_bool, True),
     "highIntegrity": ("high_integrity", _to_bool, False),
-    "tunnel": ("tunnel", lambda _k, v: v, False),
+    "tunnel": ("tunnel", _to_str, False),
     "configCheckSeconds": ("config_check_seconds", _to_int, False),
     "responseTimeout": ("response_timeout", _to_int, False),
     "writeBuffer": ("write_buffer", _to_int, False),
-    "channelPrefix": ("channel_prefix", lambda _k, v: v, False),
+    "channelPrefix": ("channel_prefix", _to_str, False),
     "ignoreUnknown": ("ignore_unknown", _to_bool, True),
 }
 _BY_FOLDED = {k.casefold(): k for k in _KEYS}
@@ -175,16 +175,23 @@ _PROPERTY_ALIASES = {
     "includeperformancecountersinexceptions": "",
     "reconnectretrypolicy": "",
     "libraryname": "",
+    "configurationchannel": "configChannel",
+    "defaultversion": "version",
+    "setclientlibrary": "setlib",
+    "heartbeatinterval": "",
+    "heartbeatconsistencychecks": "",
 }
 # Query parameters of redis:// URLs in redis-py's own spelling.
 _URL_ALIASES = {"db": "defaultDatabase", "client_name": "name", "username": "user"}
 
 
-def _endpoint_tuple(value: Iterable[RedisEndpoint]) -> tuple[RedisEndpoint, ...]:
-    return tuple(value)
+# What errors and logs say instead of a key that may be a piece of a password: a password
+# with a comma spills into the items after it.
+_AFTER_PASSWORD = "the item after password="
+_COMMA_HINT = "a password cannot contain a comma"
 
 
-def _opt(kind: type) -> Any:
+def _opt() -> Any:
     return attrs.field(default=None, kw_only=True)
 
 
@@ -196,37 +203,39 @@ class RedisConnectionOptions:
     exactly what was parsed. Timeouts are milliseconds and ``keep_alive`` seconds, as in .NET.
     """
 
-    endpoints: tuple[RedisEndpoint, ...] = attrs.field(default=(), converter=_endpoint_tuple)
+    endpoints: tuple[RedisEndpoint, ...] = attrs.field(
+        default=(), converter=tuple[RedisEndpoint, ...]
+    )
     password: str | None = attrs.field(default=None, kw_only=True, repr=_redact)
-    user: str | None = _opt(str)
-    ssl: bool | None = _opt(bool)
-    ssl_host: str | None = _opt(str)
-    ssl_protocols: str | None = _opt(str)
-    abort_connect: bool | None = _opt(bool)
-    connect_timeout: int | None = _opt(int)
-    sync_timeout: int | None = _opt(int)
-    async_timeout: int | None = _opt(int)
-    connect_retry: int | None = _opt(int)
-    default_database: int | None = _opt(int)
-    name: str | None = _opt(str)
-    keep_alive: int | None = _opt(int)
-    service_name: str | None = _opt(str)
-    protocol: int | None = _opt(int)
-    allow_admin: bool | None = _opt(bool)
-    tiebreaker: str | None = _opt(str)
-    config_channel: str | None = _opt(str)
-    version: str | None = _opt(str)
-    proxy: str | None = _opt(str)
-    resolve_dns: bool | None = _opt(bool)
-    check_certificate_revocation: bool | None = _opt(bool)
-    setlib: bool | None = _opt(bool)
-    high_integrity: bool | None = _opt(bool)
-    tunnel: str | None = _opt(str)
-    config_check_seconds: int | None = _opt(int)
-    response_timeout: int | None = _opt(int)
-    write_buffer: int | None = _opt(int)
-    channel_prefix: str | None = _opt(str)
-    ignore_unknown: bool | None = _opt(bool)
+    user: str | None = _opt()
+    ssl: bool | None = _opt()
+    ssl_host: str | None = _opt()
+    ssl_protocols: str | None = _opt()
+    abort_connect: bool | None = _opt()
+    connect_timeout: int | None = _opt()
+    sync_timeout: int | None = _opt()
+    async_timeout: int | None = _opt()
+    connect_retry: int | None = _opt()
+    default_database: int | None = _opt()
+    name: str | None = _opt()
+    keep_alive: int | None = _opt()
+    service_name: str | None = _opt()
+    protocol: int | None = _opt()
+    allow_admin: bool | None = _opt()
+    tiebreaker: str | None = _opt()
+    config_channel: str | None = _opt()
+    version: str | None = _opt()
+    proxy: str | None = _opt()
+    resolve_dns: bool | None = _opt()
+    check_certificate_revocation: bool | None = _opt()
+    setlib: bool | None = _opt()
+    high_integrity: bool | None = _opt()
+    tunnel: str | None = _opt()
+    config_check_seconds: int | None = _opt()
+    response_timeout: int | None = _opt()
+    write_buffer: int | None = _opt()
+    channel_prefix: str | None = _opt()
+    ignore_unknown: bool | None = _opt()
 
     # -- parsing --------------------------------------------------------------------------
     @classmethod
@@ -240,16 +249,24 @@ class RedisConnectionOptions:
             return cls._parse_url(stripped)
         endpoints: list[RedisEndpoint] = []
         pairs: list[tuple[str, str]] = []
+        # Indexes in ``pairs`` of the first key=value item after a password item: when the
+        # password held a comma, that "key" is a piece of it and must never be echoed.
+        after_password: set[int] = set()
+        following_password = False
         for raw in stripped.split(","):
             token = raw.strip()
             if not token:
                 continue
             if "=" in token:
                 key, value = token.split("=", 1)
-                pairs.append((key.strip(), value.strip()))
+                key = key.strip()
+                if following_password:
+                    after_password.add(len(pairs))
+                pairs.append((key, value.strip()))
+                following_password = key.casefold() == "password"
             else:
                 endpoints.append(RedisEndpoint.parse(token))
-        return cls(tuple(endpoints)).with_values(pairs)
+        return cls(tuple(endpoints))._apply(pairs, aliases=False, after_password=after_password)
 
     @classmethod
     def _parse_url(cls, url: str) -> RedisConnectionOptions:
@@ -284,12 +301,18 @@ class RedisConnectionOptions:
         and ``EndPoints:N`` entries add endpoints.
         """
         items = list(pairs.items()) if isinstance(pairs, Mapping) else list(pairs)
+        return self._apply(items, aliases=aliases, after_password=())
+
+    def _apply(
+        self, items: list[tuple[str, str]], *, aliases: bool, after_password: Collection[int]
+    ) -> RedisConnectionOptions:
+        """``with_values``; the keys at ``after_password`` are never echoed (see ``parse``)."""
         ignore_unknown = self.ignore_unknown or any(
-            k.casefold() == "ignoreunknown" and v.strip().casefold() in _TRUE for k, v in items
+            k.casefold() == "ignoreunknown" and parse_bool(v) is True for k, v in items
         )
         changes: dict[str, Any] = {}
         endpoints = list(self.endpoints)
-        for key, value in items:
+        for index, (key, value) in enumerate(items):
             folded = key.casefold()
             if aliases and folded.startswith("endpoints:"):
                 endpoints.append(RedisEndpoint.parse(value))
@@ -301,12 +324,19 @@ class RedisConnectionOptions:
                     continue
             canonical = _BY_FOLDED.get(folded)
             if canonical is None:
+                hidden = index in after_password
+                shown = f"({_AFTER_PASSWORD}; {_COMMA_HINT})" if hidden else key
                 if key.startswith("$"):
-                    _log.debug("Redis command rename %s has no redis-py equivalent; ignored", key)
+                    _log.debug("Redis command rename %s has no redis-py equivalent; ignored", shown)
                     continue
                 if ignore_unknown:
-                    _log.debug("unknown Redis connection string key %s ignored", key)
+                    _log.debug("unknown Redis connection string key %s ignored", shown)
                     continue
+                if hidden:
+                    raise ConfigurationError(
+                        f"{_AFTER_PASSWORD} in the Redis connection string is not a known key "
+                        f"({_COMMA_HINT})"
+                    )
                 raise ConfigurationError(
                     f"unknown Redis connection string key {key!r} "
                     "(add ignoreUnknown=true to ignore unknown keys)"

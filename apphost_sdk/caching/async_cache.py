@@ -11,11 +11,12 @@ from redis.exceptions import NoScriptError, ResponseError, WatchError
 from . import core
 from .options import DistributedCacheEntryOptions
 from .shared import (
+    ADD_ATTEMPTS,
     READ_SHA,
     WRITE_SHA,
     CacheBase,
     Items,
-    items_of,
+    queue_write,
 )
 from .tracing import traced_async
 
@@ -43,8 +44,14 @@ class AsyncDistributedCache(CacheBase[aioredis.Redis]):
         try:
             return await self._client.execute_command("EVALSHA", sha, len(keys), *keys, *args)
         except NoScriptError:
-            await self._client.script_load(script)
-            return await self._client.execute_command("EVALSHA", sha, len(keys), *keys, *args)
+            return await self._load_and_eval(script, sha, keys, args)
+
+    async def _load_and_eval(
+        self, script: bytes, sha: bytes, keys: Sequence[bytes], args: Sequence[Any]
+    ) -> Any:
+        """SCRIPT LOAD, then EVALSHA: for when the server said NOSCRIPT."""
+        await self._client.script_load(script)
+        return await self._client.execute_command("EVALSHA", sha, len(keys), *keys, *args)
 
     # -- reads ----------------------------------------------------------------------------
     @traced_async("get", "EVALSHA")
@@ -58,11 +65,13 @@ class AsyncDistributedCache(CacheBase[aioredis.Redis]):
                         "EVALSHA", READ_SHA, 1, k, self._clock(), b"1"
                     )
                 except NoScriptError:
-                    data = await self._eval(core.READ_SCRIPT, READ_SHA, (k,), (self._clock(), b"1"))
+                    data = await self._load_and_eval(
+                        core.READ_SCRIPT, READ_SHA, (k,), (self._clock(), b"1")
+                    )
                 return data
             except ResponseError as exc:
                 self._scripting_failed(exc)
-        return (await self._read_fallback(k, True)).data
+        return await self._read_fallback(k, True)
 
     async def get_string(self, key: str, encoding: str = "utf-8") -> str | None:
         """``get`` decoded as text (UTF-8, as .NET's ``GetStringAsync``)."""
@@ -81,15 +90,15 @@ class AsyncDistributedCache(CacheBase[aioredis.Redis]):
                 self._scripting_failed(exc)
         await self._read_fallback(k, False)
 
-    async def _read_fallback(self, key: bytes, with_data: bool) -> core.CacheEntry:
-        """HMGET, then the expiry update in a second round trip (no scripting)."""
+    async def _read_fallback(self, key: bytes, with_data: bool) -> bytes | None:
+        """HMGET, then the expiry update in a second round trip (no scripting); the data."""
         now = self._clock()
         fields = (core.ABSEXP, core.SLDEXP, core.DATA) if with_data else (core.ABSEXP, core.SLDEXP)
-        entry = core.parse_entry(await self._client.execute_command("HMGET", key, *fields))
-        command = core.plan_refresh(entry, now)
-        if command is not None:
-            await self._client.execute_command(command[0], key, command[1])
-        return entry
+        reply = await self._client.execute_command("HMGET", key, *fields)
+        data, commands = core.plan_reads((key,), (reply,), now)
+        for command in commands:
+            await self._client.execute_command(*command)
+        return data[0]
 
     @traced_async("get_many", "EVALSHA")
     async def get_many(self, keys: Iterable[str]) -> list[bytes | None]:
@@ -108,14 +117,12 @@ class AsyncDistributedCache(CacheBase[aioredis.Redis]):
         pipe = self._client.pipeline(transaction=False)
         for k in encoded:
             pipe.execute_command("HMGET", k, core.ABSEXP, core.SLDEXP, core.DATA)
-        entries = [core.parse_entry(r) for r in await pipe.execute()]
-        for k, entry in zip(encoded, entries, strict=True):
-            command = core.plan_refresh(entry, now)
-            if command is not None:
-                pipe.execute_command(command[0], k, command[1])
-        if len(pipe):
+        data, commands = core.plan_reads(encoded, await pipe.execute(), now)
+        for command in commands:
+            pipe.execute_command(*command)
+        if commands:
             await pipe.execute()
-        return [e.data for e in entries]
+        return data
 
     # -- writes ---------------------------------------------------------------------------
     @traced_async("set", "HSET")
@@ -134,8 +141,7 @@ class AsyncDistributedCache(CacheBase[aioredis.Redis]):
             except ResponseError as exc:
                 self._scripting_failed(exc)
         pipe = self._client.pipeline(transaction=True)
-        pipe.execute_command("HSET", plan.key, *plan.hset_args())
-        pipe.execute_command("EXPIRE", plan.key, plan.ttl_seconds)
+        queue_write(pipe, plan)
         await pipe.execute()
 
     async def set_string(
@@ -153,15 +159,12 @@ class AsyncDistributedCache(CacheBase[aioredis.Redis]):
         self, items: Items, options: DistributedCacheEntryOptions | None = None
     ) -> None:
         """Store several entries with the same options in one round trip (MULTI/EXEC)."""
-        now = self._clock()
-        plans = [core.plan_set(self._key(k), v, options, now) for k, v in items_of(items)]
+        plans = self._plans(items, options)
         if not plans:
             return
         pipe = self._client.pipeline(transaction=not self._cluster)
         for plan in plans:
-            pipe.execute_command("HSET", plan.key, *plan.hset_args())
-            if plan.ttl_seconds is not None:
-                pipe.execute_command("EXPIRE", plan.key, plan.ttl_seconds)
+            queue_write(pipe, plan)
         await pipe.execute()
 
     @traced_async("add", "EVALSHA")
@@ -176,16 +179,14 @@ class AsyncDistributedCache(CacheBase[aioredis.Redis]):
                 return bool(await self._eval(core.WRITE_SCRIPT, WRITE_SHA, (plan.key,), args))
             except ResponseError as exc:
                 self._scripting_failed(exc)
-        for _attempt in range(16):
+        for _attempt in range(ADD_ATTEMPTS):
             pipe = self._client.pipeline(transaction=True)
             try:
                 await pipe.watch(plan.key)
                 if await pipe.exists(plan.key):
                     return False
                 pipe.multi()
-                pipe.execute_command("HSET", plan.key, *plan.hset_args())
-                if plan.ttl_seconds is not None:
-                    pipe.execute_command("EXPIRE", plan.key, plan.ttl_seconds)
+                queue_write(pipe, plan)
                 await pipe.execute()
                 return True
             except WatchError:

@@ -28,6 +28,7 @@ __all__ = [
     "datetime_to_ticks",
     "now_ticks",
     "parse_entry",
+    "plan_reads",
     "plan_refresh",
     "plan_set",
     "ticks_to_datetime",
@@ -169,6 +170,25 @@ def plan_refresh(entry: CacheEntry, now: int) -> tuple[bytes, int] | None:
     if ms % 1000 != 0:
         return (b"PEXPIRE", ms)
     return (b"EXPIRE", ms // 1000)
+
+
+def plan_reads(
+    keys: Sequence[bytes], replies: Sequence[Sequence[Any]], now: int
+) -> tuple[list[bytes | None], list[tuple[bytes, bytes, int]]]:
+    """Read the ``HMGET`` replies of ``keys`` at ``now`` (the script-free path).
+
+    Returns the data values (None where missing) and the expiry commands to send after them,
+    each ``(command, key, value)`` as ``plan_refresh`` decides.
+    """
+    data: list[bytes | None] = []
+    commands: list[tuple[bytes, bytes, int]] = []
+    for key, reply in zip(keys, replies, strict=True):
+        entry = parse_entry(reply)
+        data.append(entry.data)
+        command = plan_refresh(entry, now)
+        if command is not None:
+            commands.append((command[0], key, command[1]))
+    return data, commands
 
 
 # The read script: HMGET plus the sliding-expiry update of ``plan_refresh`` in one round trip.

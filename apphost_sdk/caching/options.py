@@ -18,6 +18,11 @@ def _to_timedelta(value: timedelta | float | None) -> timedelta | None:
     return timedelta(seconds=value)
 
 
+def _datetime(_inst: Any, attribute: Any, value: datetime | None) -> None:
+    if value is not None and not isinstance(value, datetime):
+        raise TypeError(f"{attribute.name} must be a datetime, not {type(value).__name__}")
+
+
 def _positive(_inst: Any, attribute: Any, value: timedelta | None) -> None:
     if value is not None and value <= timedelta(0):
         raise ValueError(f"{attribute.name} must be positive, not {value}")
@@ -32,7 +37,7 @@ class DistributedCacheEntryOptions:
     is read as local time, like ``datetime.timestamp()``.
     """
 
-    absolute_expiration: datetime | None = None
+    absolute_expiration: datetime | None = attrs.field(default=None, validator=_datetime)
     absolute_expiration_relative_to_now: timedelta | None = attrs.field(
         default=None, converter=_to_timedelta, validator=_positive
     )

@@ -11,9 +11,11 @@ from redis.exceptions import NoPermissionError, ResponseError
 
 from . import core
 from .core import READ_SCRIPT, WRITE_SCRIPT
+from .options import DistributedCacheEntryOptions
 from .tracing import CacheTracer
 
 __all__ = [
+    "ADD_ATTEMPTS",
     "READ_SHA",
     "WRITE_SHA",
     "CacheBase",
@@ -21,6 +23,7 @@ __all__ = [
     "check_client",
     "is_cluster",
     "items_of",
+    "queue_write",
     "scripting_unavailable",
 ]
 
@@ -30,6 +33,9 @@ READ_SHA = hashlib.sha1(READ_SCRIPT).hexdigest().encode()
 WRITE_SHA = hashlib.sha1(WRITE_SCRIPT).hexdigest().encode()
 
 Items = Mapping[str, bytes] | Iterable[tuple[str, bytes]]
+
+#: How often ``add`` without scripting retries its WATCH/MULTI/EXEC when the key changed.
+ADD_ATTEMPTS = 16
 
 _UNAVAILABLE = ("unknown command", "noperm", "no permissions", "scripting is disabled")
 
@@ -51,6 +57,13 @@ def items_of(items: Items) -> Iterable[tuple[str, bytes]]:
     if isinstance(items, Mapping):
         return items.items()
     return items
+
+
+def queue_write(pipe: Any, plan: core.SetPlan) -> None:
+    """Queue what ``plan`` writes on a pipeline: HSET, and EXPIRE when it has a TTL."""
+    pipe.execute_command("HSET", plan.key, *plan.hset_args())
+    if plan.ttl_seconds is not None:
+        pipe.execute_command("EXPIRE", plan.key, plan.ttl_seconds)
 
 
 def check_client(client: Any) -> None:
@@ -84,6 +97,8 @@ class CacheBase(Generic[ClientT]):
         clock: Callable[[], int] = core.now_ticks,
         owns_client: bool = False,
     ) -> None:
+        if not isinstance(instance_name, str):
+            raise TypeError(f"instance_name must be a str, not {type(instance_name).__name__}")
         check_client(client)
         self._client = client
         self._prefix = instance_name.encode("utf-8")
@@ -117,6 +132,13 @@ class CacheBase(Generic[ClientT]):
         return self._prefix + key.encode("utf-8")
 
     _key = full_key
+
+    def _plans(
+        self, items: Items, options: DistributedCacheEntryOptions | None
+    ) -> list[core.SetPlan]:
+        """What ``set_many`` writes: one plan per item, all at the same instant."""
+        now = self._clock()
+        return [core.plan_set(self._key(k), v, options, now) for k, v in items_of(items)]
 
     def _scripting_failed(self, exc: ResponseError) -> None:
         """Re-raise data errors; switch to the script-free path when scripting is refused."""

@@ -16,6 +16,7 @@ from starlette.requests import Request
 
 from ..caching import AsyncDistributedCache
 from .builder import Host
+from .redis_integration import RedisRegistration
 
 __all__ = ["cache_lifespan", "get_distributed_cache", "keyed_distributed_cache"]
 
@@ -43,42 +44,25 @@ def cache_lifespan(
 
 
 async def _open_caches(host: Host) -> None:
-    from .redis_integration import RedisRegistration
-
     for key, registration in _registrations(host):
         if not host.services.is_registered(AsyncDistributedCache, key):
             continue
-        cache = _get(host, key)
+        cache = host.services.resolve(AsyncDistributedCache, key)
         try:
             await cache.ping()
         except Exception as exc:
-            assert isinstance(registration, RedisRegistration)
             if registration.options.abort_connect:
                 raise
             _log.warning("Redis connection %s is not reachable yet: %s", registration.name, exc)
 
 
-def _registrations(host: Host) -> list[tuple[str | None, Any]]:
-    from .redis_integration import RedisRegistration
-
-    found = []
-    for service_type, key in host.services.registered():
-        if service_type is RedisRegistration:
-            found.append(
-                (
-                    key,
-                    host.services.get(RedisRegistration)
-                    if key is None
-                    else host.services.get_keyed(RedisRegistration, key),
-                )
-            )
-    return found
-
-
-def _get(host: Host, key: str | None) -> AsyncDistributedCache:
-    if key is None:
-        return host.services.get(AsyncDistributedCache)
-    return host.services.get_keyed(AsyncDistributedCache, key)
+def _registrations(host: Host) -> list[tuple[str | None, RedisRegistration]]:
+    services = host.services
+    return [
+        (key, services.resolve(RedisRegistration, key))
+        for service_type, key in services.registered()
+        if service_type is RedisRegistration
+    ]
 
 
 def _host_of(request: Request) -> Host:
@@ -92,13 +76,13 @@ def _host_of(request: Request) -> Host:
 
 def get_distributed_cache(request: Request) -> AsyncDistributedCache:
     """FastAPI dependency: the unkeyed ``AsyncDistributedCache`` of the lifespan's host."""
-    return _get(_host_of(request), None)
+    return _host_of(request).services.resolve(AsyncDistributedCache)
 
 
 def keyed_distributed_cache(key: str) -> Callable[[Request], AsyncDistributedCache]:
     """A FastAPI dependency returning the cache registered under ``key``."""
 
     def dependency(request: Request) -> AsyncDistributedCache:
-        return _get(_host_of(request), key)
+        return _host_of(request).services.resolve(AsyncDistributedCache, key)
 
     return dependency

@@ -183,12 +183,7 @@ class Host:
     def _activate(self, registration: RedisRegistration) -> None:
         import redis
 
-        key = registration.key
-        client = (
-            self.services.get(redis.Redis)
-            if key is None
-            else self.services.get_keyed(redis.Redis, key)
-        )
+        client = self.services.resolve(redis.Redis, registration.key)
         try:
             client.ping()
         except redis.RedisError as exc:

@@ -151,6 +151,12 @@ def register_redis(
         _register_clients(builder, registration)
     else:
         registration = existing
+        if configure_settings is not None or configure_options is not None:
+            _log.warning(
+                "Redis connection %s is already registered; the configure callbacks of this "
+                "later registration are ignored (pass them to the first one)",
+                name,
+            )
     if cache and not builder.services.is_registered(DistributedCache, key):
         _register_caches(builder, registration)
     return registration
@@ -201,10 +207,10 @@ def _register_clients(builder: HostApplicationBuilder, registration: RedisRegist
     if not registration.settings.disable_health_checks:
 
         def check() -> bool:
-            return bool(_resolve(builder, redis.Redis, key).ping())
+            return bool(services.resolve(redis.Redis, key).ping())
 
         async def check_async() -> bool:
-            return bool(await _resolve(builder, aioredis.Redis, key).ping())
+            return bool(await services.resolve(aioredis.Redis, key).ping())
 
         builder.health.add(registration.health_check_name, check, async_check=check_async)
 
@@ -216,22 +222,14 @@ def _register_caches(builder: HostApplicationBuilder, registration: RedisRegistr
     services.add_singleton(
         DistributedCache,
         lambda s: DistributedCache(
-            _resolve_from(s, redis.Redis, key), instance_name=instance_name, tracer=tracer
+            s.resolve(redis.Redis, key), instance_name=instance_name, tracer=tracer
         ),
         key=key,
     )
     services.add_singleton(
         AsyncDistributedCache,
         lambda s: AsyncDistributedCache(
-            _resolve_from(s, aioredis.Redis, key), instance_name=instance_name, tracer=tracer
+            s.resolve(aioredis.Redis, key), instance_name=instance_name, tracer=tracer
         ),
         key=key,
     )
-
-
-def _resolve(builder: HostApplicationBuilder, service_type: type[Any], key: str | None) -> Any:
-    return _resolve_from(builder.services, service_type, key)
-
-
-def _resolve_from(services: Any, service_type: type[Any], key: str | None) -> Any:
-    return services.get(service_type) if key is None else services.get_keyed(service_type, key)

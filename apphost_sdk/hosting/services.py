@@ -67,13 +67,17 @@ class ServiceRegistry:
 
     def get(self, service_type: type[_T]) -> _T:
         """The unkeyed singleton of ``service_type``, created on first use."""
-        return self._resolve(service_type, None)
+        return self.resolve(service_type)
 
     def get_keyed(self, service_type: type[_T], key: str) -> _T:
         """The singleton registered for ``key``, created on first use."""
-        return self._resolve(service_type, key)
+        return self.resolve(service_type, key)
 
-    def _resolve(self, service_type: type[_T], key: str | None) -> _T:
+    def resolve(self, service_type: type[_T], key: str | None = None) -> _T:
+        """The singleton of ``service_type`` under ``key`` (None: unkeyed), created on first use.
+
+        ``get`` and ``get_keyed`` in one call, for code that holds an optional key.
+        """
         registration = self._registrations.get((service_type, key))
         if registration is None:
             raise LookupError(f"no service registered for {_describe(service_type, key)}")

@@ -6,10 +6,10 @@ Mirrors Aspire: ``ConnectionStrings__{name}`` plus ``{NAME}_HOST``, ``{NAME}_POR
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
 import attrs
 
+from ..connection_strings import RedisConnectionOptions
+from ..connection_strings import RedisEndpoint as _Endpoint
 from .names import env_prefix
 
 
@@ -24,28 +24,28 @@ class RedisEndpoint:
     #: A connection string given by the source (Azure's outputs), used as is.
     fixed_connection_string: str | None = attrs.field(default=None, repr=False)
 
+    def _options(self) -> RedisConnectionOptions:
+        """The endpoint as connection options (an empty password is no password)."""
+        return RedisConnectionOptions(
+            (_Endpoint(self.host, self.port),),
+            password=self.password or None,
+            ssl=True if self.tls else None,
+        )
+
     def connection_string(self) -> str:
         """The StackExchange.Redis connection string (``host:port,password=…[,ssl=true]``)."""
         if self.fixed_connection_string is not None:
             return self.fixed_connection_string
-        out = self.host if self.port is None else f"{self.host}:{self.port}"
-        if self.password:
-            out += f",password={self.password}"
-        if self.tls:
-            out += ",ssl=true"
-        return out
+        return self._options().render()
 
     def uri(self) -> str:
         """The ``redis://`` (or ``rediss://``) URI with the password URL-encoded."""
-        scheme = "rediss" if self.tls else "redis"
-        auth = f":{quote(self.password, safe='')}@" if self.password else ""
-        port = self.port if self.port is not None else (6380 if self.tls else 6379)
-        return f"{scheme}://{auth}{self.host}:{port}"
+        return self._options().render_uri()
 
     def environment(self, connection_name: str) -> dict[str, str]:
         """The variables injected into a consumer that references this endpoint."""
         prefix = env_prefix(connection_name)
-        port = self.port if self.port is not None else (6380 if self.tls else 6379)
+        port = _Endpoint(self.host, self.port).resolved_port(self.tls)
         env = {
             f"ConnectionStrings__{connection_name}": self.connection_string(),
             f"{prefix}_HOST": self.host,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from ..errors import ValidationError
@@ -121,10 +122,20 @@ def _connection_name_clashes(r: Resource) -> list[str]:
 def _parameters_used_by(r: Resource) -> list[ParameterResource]:
     """Parameters whose values this resource needs: environment values and its password."""
     params = [v for v in r.environment.values() if isinstance(v, ParameterResource)]
-    redis = redis_in_run_mode(r)
-    if redis is not None and redis.password_parameter is not None:
-        params.append(redis.password_parameter)
+    params += [p for p, _redis in _redis_passwords([r])]
     return params
+
+
+def _redis_passwords(
+    resources: Iterable[Resource],
+) -> list[tuple[ParameterResource, RedisResource]]:
+    """The password parameters of the Redis servers run locally for ``resources``."""
+    found: list[tuple[ParameterResource, RedisResource]] = []
+    for r in resources:
+        redis = redis_in_run_mode(r)
+        if redis is not None and redis.password_parameter is not None:
+            found.append((redis.password_parameter, redis))
+    return found
 
 
 def _cycle_problems(resources: list[Resource]) -> list[str]:
@@ -203,9 +214,7 @@ def _value_problems(builder: DistributedApplicationBuilder) -> list[str]:
         for value in r.environment.values():
             if isinstance(value, ParameterResource):
                 required.add(id(value))
-        redis = redis_in_run_mode(r)
-        if redis is not None and redis.password_parameter is not None:
-            required.add(id(redis.password_parameter))
+    required.update(id(p) for p, _redis in _redis_passwords(builder.resources))
     problems += _secret_problems(builder)
     for r in builder.resources:
         if (
@@ -240,11 +249,7 @@ def _parameter_value(builder: DistributedApplicationBuilder, p: ParameterResourc
 def _secret_problems(builder: DistributedApplicationBuilder) -> list[str]:
     """Secrets the SDK could not keep secret. Messages name the parameter, never its value."""
     problems: list[str] = []
-    passwords: dict[int, str] = {}
-    for r in builder.resources:
-        redis = redis_in_run_mode(r)
-        if redis is not None and redis.password_parameter is not None:
-            passwords[id(redis.password_parameter)] = redis.name
+    passwords = {id(p): redis.name for p, redis in _redis_passwords(builder.resources)}
     for r in builder.resources:
         if not isinstance(r, ParameterResource):
             continue

@@ -78,6 +78,19 @@ def test_add_only_when_absent(
     assert 49 <= raw.ttl("a") <= 50
 
 
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_cold_get_loads_the_script_once(
+    kind: str, open_cache: Callable[..., Any], raw: redis.Redis
+) -> None:
+    cache = open_cache(kind)
+    raw.hset("k", mapping={"absexp": -1, "sldexp": -1, "data": b"v"})
+    raw.script_flush()
+    commands = executed(raw, lambda: cache.get("k"))
+    top_level = [c.split(" ")[0] for c in commands if not c.startswith(("HMGET", "EXPIRE"))]
+    assert top_level == ["EVALSHA", "SCRIPT", "EVALSHA"]
+    assert cache.get("k") == b"v"
+
+
 def test_values_must_be_bytes(twin: Any) -> None:
     with pytest.raises(TypeError, match="bytes"):
         twin.set("k", "text")
@@ -87,6 +100,19 @@ def test_decoding_clients_are_refused(redis_server: RedisProcess) -> None:
     client = redis.Redis(port=redis_server.port, decode_responses=True)
     with pytest.raises(ValueError, match="decode_responses"):
         DistributedCache(client)
+
+
+def test_instance_name_must_be_text(redis_server: RedisProcess) -> None:
+    client = redis.Redis(port=redis_server.port)
+    with pytest.raises(TypeError, match="instance_name must be a str, not bytes"):
+        DistributedCache(client, instance_name=b"p:")  # type: ignore[arg-type]
+    client.close()
+
+
+def test_absolute_expiration_must_be_a_datetime() -> None:
+    with pytest.raises(TypeError, match="absolute_expiration must be a datetime, not float"):
+        Options(absolute_expiration=1.5)  # type: ignore[arg-type]
+    assert Options(absolute_expiration=None).absolute_expiration is None
 
 
 def test_from_connection_string(redis_server: RedisProcess, raw: redis.Redis) -> None:
@@ -130,3 +156,10 @@ def test_pure_core_conversions() -> None:
     plan = core.plan_set(b"k", b"v", Options(sliding_expiration=timedelta(microseconds=1)), 0)
     assert plan.ttl_seconds == 0 and plan.sliding == 10
     assert core.parse_entry([None, None]) == core.CacheEntry(None, None, None)
+    data, commands = core.plan_reads(
+        [b"a", b"b", b"c"],
+        [[None, None, None], [b"-1", b"-1", b"x"], [b"-1", b"50000000", b"y"]],
+        0,
+    )
+    assert data == [None, b"x", b"y"]
+    assert commands == [(b"EXPIRE", b"c", 5)]

@@ -120,10 +120,46 @@ def test_malformed_values_are_errors(text: str, fragment: str) -> None:
 
 def test_errors_never_echo_values_that_may_hold_password_fragments() -> None:
     # A password with a comma spills into the next item; its pieces must not be echoed.
-    for text in ("h,password=ab,cdSECRET:xy", "h,password=ab,connectTimeout=cdSECRET"):
+    for text in (
+        "h,password=ab,cdSECRET:xy",
+        "h,password=ab,connectTimeout=cdSECRET",
+        "h,password=ab,cdSECRET=xy",
+        "h,password=ab,cd,efSECRET=xy",
+    ):
         with pytest.raises(ConfigurationError) as info:
             RedisConnectionOptions.parse(text)
-        assert "cdSECRET" not in str(info.value)
+        assert "cdSECRET" not in str(info.value) and "efSECRET" not in str(info.value)
+    with pytest.raises(ConfigurationError, match=r"item after password=.*comma"):
+        RedisConnectionOptions.parse("h,password=ab,cdSECRET=xy")
+
+
+def test_keys_after_a_password_are_not_logged(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG, logger="apphost_sdk.connection_strings"):
+        RedisConnectionOptions.parse("h,ignoreUnknown=true,password=ab,cdSECRET=xy")
+        RedisConnectionOptions.parse("h,password=ab,$cdSECRET=xy")
+    assert "item after password=" in caplog.text
+    assert "cdSECRET" not in caplog.text
+    # A typo elsewhere is still named.
+    with pytest.raises(ConfigurationError, match="passwrd"):
+        RedisConnectionOptions.parse("h,password=ab,ssl=true,passwrd=x")
+
+
+def test_configuration_options_property_names_are_accepted() -> None:
+    options = RedisConnectionOptions.parse("h").with_values(
+        {
+            "ConfigurationChannel": "cc",
+            "DefaultVersion": "7.2",
+            "SetClientLibrary": "false",
+            "HeartbeatInterval": "00:00:01",
+            "HeartbeatConsistencyChecks": "true",
+        },
+        aliases=True,
+    )
+    assert (options.config_channel, options.version, options.setlib) == ("cc", "7.2", False)
+    assert options.to_redis_kwargs()["lib_name"] is None
+    assert options.render() == "h,configChannel=cc,version=7.2,setlib=false"
+    with pytest.raises(ConfigurationError, match="HeartbeatInterval"):
+        RedisConnectionOptions.parse("h").with_values({"HeartbeatInterval": "1"})
 
 
 def test_password_never_in_repr_or_str() -> None:

@@ -170,6 +170,41 @@ def test_second_unkeyed_connection_is_refused(redis_server: RedisProcess) -> Non
         builder.add_redis_distributed_cache("b")
 
 
+def test_second_registration_warns_that_its_callbacks_are_ignored(
+    redis_server: RedisProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    connection = f"127.0.0.1:{redis_server.port},password={SECRET}"
+    builder = make_builder({"ConnectionStrings__cache": connection})
+    first = builder.add_redis_client("cache")
+    with caplog.at_level(logging.WARNING, logger="apphost_sdk.hosting"):
+        assert builder.add_redis_distributed_cache("cache") is first
+        assert not caplog.records  # no callbacks: nothing dropped, nothing said
+        again = builder.add_redis_distributed_cache(
+            "cache", configure_options=lambda o: o.with_values({"defaultDatabase": "3"})
+        )
+    assert again is first and first.options.default_database is None
+    assert len(caplog.records) == 1
+    assert "cache" in caplog.text and "ignored" in caplog.text
+    assert SECRET not in caplog.text
+
+
+def test_services_resolve_keyed_and_unkeyed(redis_server: RedisProcess) -> None:
+    environ = {
+        "ConnectionStrings__a": redis_server.connection_string,
+        "ConnectionStrings__b": redis_server.connection_string,
+    }
+    builder = make_builder(environ)
+    builder.add_redis_client("a")
+    builder.add_keyed_redis_client("b")
+    with builder.build() as app:
+        assert app.services.resolve(redis.Redis) is app.services.get(redis.Redis)
+        keyed = app.services.resolve(redis.Redis, "b")
+        assert keyed is app.services.get_keyed(redis.Redis, "b")
+        assert keyed is not app.services.get(redis.Redis)
+        with pytest.raises(LookupError, match="Redis with key 'c'"):
+            app.services.resolve(redis.Redis, "c")
+
+
 def test_health_checks(redis_server: RedisProcess) -> None:
     dead = free_port()
     environ = {

@@ -11,6 +11,8 @@ from urllib.parse import quote
 
 import pytest
 
+from apphost_sdk.connection_strings import RedisConnectionOptions
+from apphost_sdk.model.connection import RedisEndpoint
 from apphost_sdk.orchestration.app import DistributedApplication
 
 from .helpers import wait_json
@@ -172,3 +174,19 @@ def test_python_app_uses_its_own_venv(
     cmdline = Path(f"/proc/{record['pid']}/cmdline").read_bytes().split(b"\0")
     assert cmdline[0] == str(venv_python).encode()
     assert cmdline[1:3] == [b"-u", str(svc / "dump.py").encode()]
+
+
+def test_ipv6_hosts_are_bracketed_where_a_port_follows() -> None:
+    endpoint = RedisEndpoint("::1", 6379, "p,w@d", tls=True)
+    assert endpoint.connection_string() == "[::1]:6379,password=p,w@d,ssl=true"
+    assert endpoint.uri() == "rediss://:p%2Cw%40d@[::1]:6379"
+    env = endpoint.environment("cache")
+    assert (env["CACHE_HOST"], env["CACHE_PORT"]) == ("::1", "6379")
+    assert env["CACHE_URI"] == endpoint.uri()
+    parsed = RedisConnectionOptions.parse(endpoint.uri())
+    assert (parsed.primary_endpoint.host, parsed.password) == ("::1", "p,w@d")
+    # Normal hosts keep their exact forms.
+    plain = RedisEndpoint("localhost", None, "pw")
+    assert plain.connection_string() == "localhost,password=pw"
+    assert plain.uri() == "redis://:pw@localhost:6379"
+    assert RedisEndpoint("::1", None).connection_string() == "::1"
