@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import logging
 import socket
-import ssl as _ssl
 from collections.abc import Callable, Collection, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import attrs
 
 from .configuration import parse_bool
 from .errors import ConfigurationError
+
+if TYPE_CHECKING:
+    import ssl as _ssl
 
 __all__ = ["RedisConnectionOptions", "RedisEndpoint", "is_azure_redis_host"]
 
@@ -446,6 +448,8 @@ class RedisConnectionOptions:
 def _min_tls_version(protocols: str | None) -> _ssl.TLSVersion | None:
     if not protocols:
         return None
+    import ssl as _ssl  # lazy: the app host renders connection strings but never opens TLS
+
     table = {
         "tls": _ssl.TLSVersion.TLSv1,
         "tls11": _ssl.TLSVersion.TLSv1_1,

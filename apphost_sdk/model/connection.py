@@ -6,10 +6,10 @@ Mirrors Aspire: ``ConnectionStrings__{name}`` plus ``{NAME}_HOST``, ``{NAME}_POR
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import attrs
 
-from ..connection_strings import RedisConnectionOptions
-from ..connection_strings import RedisEndpoint as _Endpoint
 from .names import env_prefix
 
 
@@ -24,28 +24,41 @@ class RedisEndpoint:
     #: A connection string given by the source (Azure's outputs), used as is.
     fixed_connection_string: str | None = attrs.field(default=None, repr=False)
 
-    def _options(self) -> RedisConnectionOptions:
-        """The endpoint as connection options (an empty password is no password)."""
-        return RedisConnectionOptions(
-            (_Endpoint(self.host, self.port),),
-            password=self.password or None,
-            ssl=True if self.tls else None,
-        )
+    @property
+    def _host_for_port(self) -> str:
+        """The host as written before ``:port`` (an IPv6 address in brackets)."""
+        return f"[{self.host}]" if ":" in self.host else self.host
+
+    @property
+    def _port(self) -> int:
+        """The port, or StackExchange.Redis's default: 6380 with TLS, else 6379."""
+        return self.port if self.port is not None else (6380 if self.tls else 6379)
 
     def connection_string(self) -> str:
-        """The StackExchange.Redis connection string (``host:port,password=…[,ssl=true]``)."""
+        """The StackExchange.Redis connection string (``host:port,password=…[,ssl=true]``).
+
+        Rendered here rather than by ``connection_strings`` (the service side's full parser),
+        whose import would cost the app host tens of milliseconds at every start.
+        """
         if self.fixed_connection_string is not None:
             return self.fixed_connection_string
-        return self._options().render()
+        out = self.host if self.port is None else f"{self._host_for_port}:{self.port}"
+        if self.password:
+            out += f",password={self.password}"
+        if self.tls:
+            out += ",ssl=true"
+        return out
 
     def uri(self) -> str:
         """The ``redis://`` (or ``rediss://``) URI with the password URL-encoded."""
-        return self._options().render_uri()
+        scheme = "rediss" if self.tls else "redis"
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        return f"{scheme}://{auth}{self._host_for_port}:{self._port}"
 
     def environment(self, connection_name: str) -> dict[str, str]:
         """The variables injected into a consumer that references this endpoint."""
         prefix = env_prefix(connection_name)
-        port = _Endpoint(self.host, self.port).resolved_port(self.tls)
+        port = self._port
         env = {
             f"ConnectionStrings__{connection_name}": self.connection_string(),
             f"{prefix}_HOST": self.host,

@@ -190,3 +190,30 @@ def test_ipv6_hosts_are_bracketed_where_a_port_follows() -> None:
     assert plain.connection_string() == "localhost,password=pw"
     assert plain.uri() == "redis://:pw@localhost:6379"
     assert RedisEndpoint("::1", None).connection_string() == "::1"
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "password", "tls"),
+    [
+        ("localhost", 6379, "Abc123xyz", False),
+        ("cache.redis.cache.windows.net", None, None, True),
+        ("::1", 7000, "p@ss:w/rd%20", False),
+        ("10.0.0.5", 6380, "key+/=", True),
+    ],
+)
+def test_what_the_app_host_renders_the_service_side_parses_back(
+    host: str, port: int | None, password: str | None, tls: bool
+) -> None:
+    # The app host renders with model.connection (kept light for start-up); the service side
+    # parses with connection_strings: they must agree on every form.
+    from apphost_sdk.connection_strings import RedisConnectionOptions
+    from apphost_sdk.model.connection import RedisEndpoint as Rendered
+
+    rendered = Rendered(host, port, password, tls)
+    for text in (rendered.connection_string(), rendered.uri()):
+        options = RedisConnectionOptions.parse(text)
+        (endpoint,) = options.endpoints
+        assert endpoint.host == host
+        assert endpoint.resolved_port(tls) == (port or (6380 if tls else 6379))
+        assert options.password == password
+        assert bool(options.ssl) == tls
