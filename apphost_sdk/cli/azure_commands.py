@@ -1,6 +1,7 @@
 """``apphost plan | provision | destroy APPHOST.py``: Azure provisioning for pipelines.
 
-Each command receives the built app and its remaining arguments and returns the exit code:
+Each command receives the built app and the arguments ``apphost`` parsed for it (its flags
+are defined once, in :func:`apphost_sdk.cli.main.build_parser`) and returns the exit code:
 0 on success, 1 with a one-line reason on stderr when Azure or the configuration says no,
 2 for bad arguments. Progress goes to stderr so stdout stays machine-readable. Secrets (access
 keys, connection strings that carry them) are printed only with ``--show-secrets``; with
@@ -15,41 +16,16 @@ import json
 import os
 import shlex
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, TextIO
 
-from apphost_sdk.errors import ApphostError
+from apphost_sdk.errors import ApphostError, ConfigurationError
 from apphost_sdk.model.connection import RedisEndpoint
 from apphost_sdk.model.names import env_prefix
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-
-
-class _UsageError(Exception):
-    """Bad command-line arguments."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # argparse would sys.exit(2); we return instead
-        raise _UsageError(f"{self.prog}: {message}")
-
-
-def _parser(command: str) -> argparse.ArgumentParser:
-    parser = _Parser(prog=f"apphost {command}", add_help=True)
-    if command in ("plan", "provision"):
-        parser.add_argument("--json", action="store_true", help="print JSON on stdout")
-    if command == "provision":
-        parser.add_argument(
-            "--format", choices=("text", "json", "env", "github"), default=None, help="output form"
-        )
-        parser.add_argument(
-            "--show-secrets", action="store_true", help="print keys and secret connection strings"
-        )
-    if command == "destroy":
-        parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    return parser
 
 
 def _progress(stream: TextIO) -> Callable[[str, str], None]:
@@ -65,7 +41,6 @@ def _setup(app: Any, on_status: Callable[[str, str], None]) -> tuple[Any | None,
     The provisioner is None for an app without Azure resources and without Azure settings:
     a pipeline running these commands on such an app has nothing to do, not an error.
     """
-    from apphost_sdk.errors import ConfigurationError
     from provisioning.app_model import requests_from_app, state_dir_of
     from provisioning.provisioner import Provisioner
     from provisioning.settings import ProvisioningSettings
@@ -81,16 +56,10 @@ def _setup(app: Any, on_status: Callable[[str, str], None]) -> tuple[Any | None,
     return provisioner, requests
 
 
-def _run(command: str, argv: Sequence[str], body: Callable[[argparse.Namespace], int]) -> int:
+def _run(command: str, body: Callable[[], int]) -> int:
+    """Run a command's body; our errors become one line on stderr and exit code 1."""
     try:
-        args = _parser(command).parse_args(list(argv))
-    except _UsageError as exc:
-        print(str(exc), file=sys.stderr)
-        return EXIT_USAGE
-    except SystemExit as exc:  # --help
-        return int(exc.code or 0)
-    try:
-        return body(args)
+        return body()
     except ApphostError as exc:
         reason = " ".join(str(exc).split())
         print(f"apphost {command}: error: {reason}", file=sys.stderr)
@@ -101,10 +70,12 @@ def _run(command: str, argv: Sequence[str], body: Callable[[argparse.Namespace],
 
 
 # -- plan ---------------------------------------------------------------------------------------
-def plan(app: Any, argv: Sequence[str]) -> int:
+def plan(app: Any, args: argparse.Namespace) -> int:
     """Print what ``provision`` would create, update or leave alone; makes no write."""
 
-    def body(args: argparse.Namespace) -> int:
+    def body() -> int:
+        from provisioning.provisioner import PlanAction
+
         provisioner, requests = _setup(app, _progress(sys.stderr))
         items = []
         if provisioner is not None:
@@ -120,26 +91,26 @@ def plan(app: Any, argv: Sequence[str]) -> int:
             for item in items:
                 group = (
                     f" (and create resource group {item.resource_group})"
-                    if (item.resource_group_action == "create")
+                    if item.resource_group_action is PlanAction.CREATE
                     else ""
                 )
                 print(
-                    f"{item.resource_name}: {item.action} {item.azure_name} in "
+                    f"{item.resource_name}: {item.action.value} {item.azure_name} in "
                     f"{item.resource_group}{group}"
                 )
                 for change in item.changes:
                     print(f"    {change}")
-        failed = [i for i in items if i.action in ("missing", "failed")]
-        failed += [i for i in items if i.resource_group_action == "missing"]
+        failed = [i for i in items if i.action in (PlanAction.MISSING, PlanAction.FAILED)]
+        failed += [i for i in items if i.resource_group_action is PlanAction.MISSING]
         for item in failed:
             print(
-                f"apphost plan: {item.resource_name}: cannot proceed ({item.action} "
+                f"apphost plan: {item.resource_name}: cannot proceed ({item.action.value} "
                 f"{item.azure_name} / resource group {item.resource_group})",
                 file=sys.stderr,
             )
         return EXIT_FAILED if failed else EXIT_OK
 
-    return _run("plan", argv, body)
+    return _run("plan", body)
 
 
 # -- provision ----------------------------------------------------------------------------------
@@ -226,13 +197,14 @@ def _print_text(results: dict[str, Any], show_secrets: bool) -> None:
         print(f"    connection string: {data['connectionString']}")
 
 
-def provision(app: Any, argv: Sequence[str]) -> int:
+def provision(app: Any, args: argparse.Namespace) -> int:
     """Provision every Azure resource of the app and print its outputs."""
+    if args.json and args.format not in (None, "json"):
+        print("apphost provision: --json and --format are exclusive", file=sys.stderr)
+        return EXIT_USAGE
+    fmt = args.format or ("json" if args.json else "text")
 
-    def body(args: argparse.Namespace) -> int:
-        fmt = args.format or ("json" if args.json else "text")
-        if args.json and args.format not in (None, "json"):
-            raise _UsageError("--json and --format are exclusive")
+    def body() -> int:
         provisioner, requests = _setup(app, _progress(sys.stderr))
         results: dict[str, Any] = {}
         if provisioner is not None:
@@ -258,21 +230,14 @@ def provision(app: Any, argv: Sequence[str]) -> int:
             _print_text(results, args.show_secrets)
         return EXIT_OK
 
-    def guarded(args: argparse.Namespace) -> int:
-        try:
-            return body(args)
-        except _UsageError as exc:
-            print(f"apphost provision: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-
-    return _run("provision", argv, guarded)
+    return _run("provision", body)
 
 
 # -- destroy ------------------------------------------------------------------------------------
-def destroy(app: Any, argv: Sequence[str]) -> int:
+def destroy(app: Any, args: argparse.Namespace) -> int:
     """Delete the caches this app created (found by their tags) and wait for the deletions."""
 
-    def body(args: argparse.Namespace) -> int:
+    def body() -> int:
         provisioner, requests = _setup(app, _progress(sys.stderr))
         if provisioner is None:
             print("Nothing to delete: this app has no Azure resources and no Azure settings.")
@@ -305,4 +270,4 @@ def destroy(app: Any, argv: Sequence[str]) -> int:
             print(f"Deleted {name}")
         return EXIT_OK
 
-    return _run("destroy", argv, body)
+    return _run("destroy", body)

@@ -8,7 +8,7 @@ import runpy
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from ..errors import ApphostError
 from ..state import LOG_FILE, running_status, running_statuses
@@ -205,38 +205,22 @@ def cmd_down(ns: argparse.Namespace, rest: list[str]) -> int:
     return 0
 
 
-#: Flags of plan/provision/destroy (with whether they take a value); any other ``--Key=Value``
-#: or ``--Key Value`` is configuration for the app host, as with ``apphost run``.
-_AZURE_FLAGS = {
-    "--json": False,
-    "--format": True,
-    "--show-secrets": False,
-    "--yes": False,
-    "-h": False,
-    "--help": False,
-}
+class UsageError(Exception):
+    """Bad arguments to ``apphost plan | provision | destroy``: one line on stderr, exit 2."""
 
 
-def _split_azure_args(args: list[str]) -> tuple[list[str], list[str]]:
-    """Split arguments into the command's own flags and the app host's configuration."""
-    own: list[str] = []
-    config: list[str] = []
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        flag = arg.split("=", 1)[0]
-        if flag in _AZURE_FLAGS:
-            own.append(arg)
-            if _AZURE_FLAGS[flag] and "=" not in arg and i + 1 < len(args):
-                own.append(args[i + 1])
-                i += 1
-        else:
-            config.append(arg)
-            if "=" not in arg and i + 1 < len(args) and not args[i + 1].startswith("--"):
-                config.append(args[i + 1])
-                i += 1
-        i += 1
-    return own, config
+class _Parser(argparse.ArgumentParser):
+    """The parser of every command; ``one_line_errors`` makes a usage error raise
+    :class:`UsageError` (one line for pipelines) instead of printing the usage and exiting."""
+
+    def __init__(self, *args: Any, one_line_errors: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.one_line_errors = one_line_errors
+
+    def error(self, message: str) -> NoReturn:
+        if self.one_line_errors:
+            raise UsageError(f"{self.prog}: {message}")
+        super().error(message)
 
 
 def _azure(name: str) -> Callable[[argparse.Namespace, list[str]], int]:
@@ -244,14 +228,32 @@ def _azure(name: str) -> Callable[[argparse.Namespace, list[str]], int]:
         from . import azure_commands
 
         command = getattr(azure_commands, name)
-        own, config = _split_azure_args(rest)
-        return _with_model(_app_host(ns.apphost), lambda app: command(app, own), config)
+        # ``rest``: what the command's parser did not recognise is configuration for the app
+        # host (``--Key=Value`` or ``--Key Value``), as with ``apphost run``.
+        return _with_model(_app_host(ns.apphost), lambda app: command(app, ns), rest)
 
     return run
 
 
+def _add_azure_parser(sub: Any, name: str, description: str) -> _Parser:
+    """The parser of ``apphost plan | provision | destroy APPHOST.py``: usage errors in one
+    line, and no abbreviations (``--form`` is configuration, not ``--format``)."""
+    p: _Parser = sub.add_parser(
+        name,
+        help=f"{name} Azure resources",
+        description=description,
+        epilog="Other --Key=Value or --Key Value options are configuration for the app host "
+        "(e.g. --Azure:Location=westus), as with `apphost run`.",
+        allow_abbrev=False,
+        one_line_errors=True,
+    )
+    p.add_argument("apphost")
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="apphost", usage=USAGE, add_help=True)
+    """The ``apphost`` parser: one subparser per command, used for help and for parsing."""
+    parser = _Parser(prog="apphost", usage=USAGE, add_help=True)
     sub = parser.add_subparsers(dest="command", required=True, prog="apphost")
 
     p = sub.add_parser("run", help="run in the foreground")
@@ -277,9 +279,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="for every app, not one")
     p.add_argument("--volumes", action="store_true", help="also persistent containers and volumes")
 
-    for name in ("plan", "provision", "destroy"):
-        p = sub.add_parser(name, help=f"{name} Azure resources (see `apphost {name} X -- --help`)")
-        p.add_argument("apphost")
+    # The Azure commands' flags, read by apphost_sdk.cli.azure_commands.
+    p = _add_azure_parser(
+        sub, "plan", "show which Azure resources would be created, updated or left alone"
+    )
+    p.add_argument("--json", action="store_true", help="print JSON on stdout")
+
+    p = _add_azure_parser(
+        sub, "provision", "provision the app's Azure resources and print their outputs"
+    )
+    p.add_argument("--json", action="store_true", help="print JSON on stdout")
+    p.add_argument(
+        "--format", choices=("text", "json", "env", "github"), default=None, help="output form"
+    )
+    p.add_argument(
+        "--show-secrets", action="store_true", help="print keys and secret connection strings"
+    )
+
+    p = _add_azure_parser(sub, "destroy", "delete the Azure resources this app created")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     return parser
 
 
@@ -313,7 +331,11 @@ def _main(args: list[str]) -> int:
         except ApphostError as exc:
             print(f"apphost run: {exc}", file=sys.stderr)
             return 1
-    ns, rest = parser.parse_known_args(args)
+    try:
+        ns, rest = parser.parse_known_args(args)
+    except UsageError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     try:
         return COMMANDS[ns.command](ns, rest)
     except ApphostError as exc:

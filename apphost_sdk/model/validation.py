@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from ..errors import ValidationError
 from ..masking import MIN_SECRET_LENGTH
-from .names import env_prefix, name_problem
-from .resources import (
-    AzureRedisResource,
-    ConnectionStringResource,
-    ExecutableResource,
-    ParameterResource,
-    RedisResource,
-    Resource,
+from .annotations import (
+    ArgsAnnotation,
+    ConnectionStringAnnotation,
+    ContainerImageAnnotation,
+    DockerfileBuildAnnotation,
+    EndpointAnnotation,
+    ExecutableAnnotation,
+    MountAnnotation,
+    RunAsAnnotation,
 )
+from .names import env_prefix, name_problem
+from .resources import ConnectionStringResource, ParameterResource, Resource
+from .values import EndpointReference, template_parameters
 
 if TYPE_CHECKING:
     from .builder import DistributedApplicationBuilder
@@ -28,6 +31,7 @@ def validate(builder: DistributedApplicationBuilder) -> None:
     problems += _relation_problems(builder)
     problems += _cycle_problems(builder.resources)
     problems += _port_problems(builder.resources)
+    problems += _container_problems(builder)
     problems += _value_problems(builder)
     if problems:
         raise ValidationError(problems)
@@ -65,7 +69,7 @@ def _relation_problems(builder: DistributedApplicationBuilder) -> list[str]:
                     "to this builder and reference that resource"
                 )
             elif not t.has_connection_info:
-                if isinstance(t, ExecutableResource):
+                if t.annotation(ExecutableAnnotation) is not None:
                     hint = f"call {t.name}.with_http_endpoint() or use wait_for({t.name}) instead"
                 elif isinstance(t, ParameterResource):
                     hint = f"pass it with {r.name}.with_environment(NAME, {t.name}) instead"
@@ -93,7 +97,7 @@ def _relation_problems(builder: DistributedApplicationBuilder) -> list[str]:
                     f"{r.name} waits for {t.name!r}, which belongs to another builder: add it "
                     "to this builder and wait for that resource"
                 )
-            elif w.kind == "completion" and not isinstance(t, ExecutableResource):
+            elif w.kind == "completion" and not _can_complete(t):
                 problems.append(
                     f"{r.name} waits for {t.name} to complete, but a {t.kind} runs until the "
                     f"app stops: use wait_for({t.name})"
@@ -119,23 +123,31 @@ def _connection_name_clashes(r: Resource) -> list[str]:
     return problems
 
 
+def _can_complete(r: Resource) -> bool:
+    """Executables and plain containers can exit on their own; servers such as Redis run until
+    the app stops."""
+    if r.annotation(RunAsAnnotation) is not None or r.kind == "redis":
+        return False
+    return any(
+        r.annotation(cls) is not None for cls in (ExecutableAnnotation, ContainerImageAnnotation)
+    )
+
+
+def run_mode_resource(r: Resource) -> Resource:
+    """The resource that runs in ``r``'s place in run mode (``run_as_container``), else ``r``."""
+    run_as = r.annotation(RunAsAnnotation)
+    return run_as.resource if run_as is not None else r
+
+
 def _parameters_used_by(r: Resource) -> list[ParameterResource]:
-    """Parameters whose values this resource needs: environment values and its password."""
+    """Parameters whose values this resource needs: environment values, arguments, connection
+    string templates and those its type names (a Redis password)."""
+    r = run_mode_resource(r)
     params = [v for v in r.environment.values() if isinstance(v, ParameterResource)]
-    params += [p for p, _redis in _redis_passwords([r])]
+    for a in r.annotations_of(ArgsAnnotation):
+        params += [v for v in a.args if isinstance(v, ParameterResource)]
+    params += [p for p in r.parameters() if p not in params]
     return params
-
-
-def _redis_passwords(
-    resources: Iterable[Resource],
-) -> list[tuple[ParameterResource, RedisResource]]:
-    """The password parameters of the Redis servers run locally for ``resources``."""
-    found: list[tuple[ParameterResource, RedisResource]] = []
-    for r in resources:
-        redis = redis_in_run_mode(r)
-        if redis is not None and redis.password_parameter is not None:
-            found.append((redis.password_parameter, redis))
-    return found
 
 
 def _cycle_problems(resources: list[Resource]) -> list[str]:
@@ -172,34 +184,95 @@ def _cycle_problems(resources: list[Resource]) -> list[str]:
     return problems
 
 
-def redis_in_run_mode(r: Resource) -> RedisResource | None:
-    """The Redis resource that runs locally for ``r`` in run mode, if any."""
-    if isinstance(r, RedisResource):
-        return r
-    if isinstance(r, AzureRedisResource) and r.container is not None:
-        return r.container
-    return None
-
-
 def _port_problems(resources: list[Resource]) -> list[str]:
     problems: list[str] = []
     used: dict[int, str] = {}
     for r in resources:
-        port: int | None = None
-        redis = redis_in_run_mode(r)
-        if redis is not None:
-            port = redis.host_port
-        elif isinstance(r, ExecutableResource) and r.http_endpoint is not None:
-            port = r.http_endpoint.port
-        if port is None:
-            continue
-        if port in used:
+        for e in run_mode_resource(r).annotations_of(EndpointAnnotation):
+            if e.port is None:
+                continue
+            if e.port in used and used[e.port] != r.name:
+                problems.append(
+                    f"host port {e.port} is fixed for both {used[e.port]} and {r.name}: give one "
+                    "of them another port, or none to get a free one"
+                )
+            elif e.port in used:
+                problems.append(
+                    f"host port {e.port} is fixed for two endpoints of {r.name}: give one of "
+                    "them another port, or none to get a free one"
+                )
+            else:
+                used[e.port] = r.name
+    return problems
+
+
+def _container_problems(builder: DistributedApplicationBuilder) -> list[str]:
+    """Endpoints, mounts, builds and templates of each resource."""
+    problems: list[str] = []
+    parameters = {p.name for p in builder.resources if isinstance(p, ParameterResource)}
+    for owner in builder.resources:
+        r = run_mode_resource(owner)
+        names: set[str] = set()
+        for e in r.annotations_of(EndpointAnnotation):
+            if e.name in names:
+                problems.append(
+                    f"{r.name} has two endpoints named {e.name!r}: pass another name= to one "
+                    "of them"
+                )
+            names.add(e.name)
+        is_container = any(
+            r.annotation(c) is not None
+            for c in (ContainerImageAnnotation, DockerfileBuildAnnotation)
+        )
+        if is_container and len(r.name) > 63 and name_problem(r.name) is None:
             problems.append(
-                f"host port {port} is fixed for both {used[port]} and {r.name}: give one of "
-                "them another port, or none to get a free one"
+                f"{r.name} is {len(r.name)} characters long, but a container's name is its DNS "
+                "name on the app's network, which holds at most 63: shorten it"
             )
-        else:
-            used[port] = r.name
+        for m in r.annotations_of(MountAnnotation):
+            if m.kind == "bind" and m.source is not None:
+                from pathlib import Path
+
+                if not Path(m.source).exists() and m.target != "/data":
+                    problems.append(
+                        f"{r.name} binds {m.source} to {m.target}, but {m.source} does not "
+                        "exist: create it or fix with_bind_mount()"
+                    )
+        build = r.annotation(DockerfileBuildAnnotation)
+        if build is not None:
+            if not build.context.is_dir():
+                problems.append(
+                    f"{r.name}: the build context {build.context} is not a folder: create it "
+                    "or fix add_dockerfile()"
+                )
+            elif not (build.context / build.dockerfile).is_file():
+                problems.append(
+                    f"{r.name}: {build.context / build.dockerfile} does not exist: add a "
+                    "Dockerfile there or pass dockerfile= to add_dockerfile()"
+                )
+        cs = r.annotation(ConnectionStringAnnotation)
+        if cs is not None:
+            if cs.endpoint not in names:
+                problems.append(
+                    f"{r.name}.with_connection_string uses endpoint {cs.endpoint!r}, which "
+                    f"{r.name} does not have: add it with with_endpoint(..., name="
+                    f"{cs.endpoint!r}) or pass endpoint= one of: "
+                    f"{', '.join(sorted(names)) or 'none'}"
+                )
+            for p in template_parameters(cs.template):
+                if p not in parameters:
+                    problems.append(
+                        f"{r.name}.with_connection_string uses {{param:{p}}}, but the app has "
+                        f"no parameter {p!r}: add it with builder.add_parameter({p!r}, ...)"
+                    )
+        for value in r.environment.values():
+            if isinstance(value, EndpointReference) and value.resource not in [
+                x for x in builder.resources
+            ]:
+                problems.append(
+                    f"{r.name} uses an endpoint of {value.resource.name!r}, which belongs to "
+                    "another builder: use a resource of this builder"
+                )
     return problems
 
 
@@ -214,7 +287,8 @@ def _value_problems(builder: DistributedApplicationBuilder) -> list[str]:
         for value in r.environment.values():
             if isinstance(value, ParameterResource):
                 required.add(id(value))
-    required.update(id(p) for p, _redis in _redis_passwords(builder.resources))
+    for r in builder.resources:
+        required.update(id(p) for p in _parameters_used_by(r))
     problems += _secret_problems(builder)
     for r in builder.resources:
         if (
@@ -247,23 +321,18 @@ def _parameter_value(builder: DistributedApplicationBuilder, p: ParameterResourc
 
 
 def _secret_problems(builder: DistributedApplicationBuilder) -> list[str]:
-    """Secrets the SDK could not keep secret. Messages name the parameter, never its value."""
+    """Secrets the SDK could not keep secret, and each resource type's own value rules.
+    Messages name the parameter, never its value."""
     problems: list[str] = []
-    passwords = {id(p): redis.name for p, redis in _redis_passwords(builder.resources)}
     for r in builder.resources:
-        if not isinstance(r, ParameterResource):
+        if not isinstance(r, ParameterResource) or not r.secret:
             continue
         value = _parameter_value(builder, r)
-        if value is None or not (r.secret or id(r) in passwords):
-            continue
-        if len(value) < MIN_SECRET_LENGTH:
+        if value is not None and len(value) < MIN_SECRET_LENGTH:
             problems.append(
                 f"parameter {r.name} is a secret shorter than {MIN_SECRET_LENGTH} characters, "
                 "which cannot be masked in output: give it a longer value"
             )
-        if id(r) in passwords and "," in value:
-            problems.append(
-                f"parameter {r.name}, the password of {passwords[id(r)]}, contains a comma, "
-                "which StackExchange.Redis connection strings cannot carry: choose another"
-            )
+    for r in builder.resources:
+        problems += run_mode_resource(r).problems(lambda p: _parameter_value(builder, p))
     return problems

@@ -17,8 +17,7 @@ import attrs
 
 from ..errors import ApphostError, ResourceStartError
 from ..masking import SecretMasker
-from ..model.builder import DistributedApplicationBuilder
-from ..model.connection import RedisEndpoint
+from ..model.builder import DistributedApplicationBuilder, register_app_factory
 from ..model.resources import Resource
 from ..runtimes.process_identity import process_start_time
 from ..state import AppState, app_identity, running_status, state_root, write_private
@@ -84,7 +83,7 @@ class DistributedApplication:
         caller = sys._getframe(1).f_code.co_filename
         path = Path(caller) if not caller.startswith("<") else Path.cwd()
         _install_error_hook()
-        return DistributedApplicationBuilder(args, path.resolve())
+        return DistributedApplicationBuilder(args, path.resolve(), DistributedApplication)
 
     def __init__(self, builder: DistributedApplicationBuilder) -> None:
         self.builder = builder
@@ -200,10 +199,9 @@ class DistributedApplication:
 
     def connection_string(self, name: str) -> str | None:
         """The connection string a reference to ``name`` injects (as a host process sees it)."""
-        conn = self._orch().record(name).connection
-        if isinstance(conn, RedisEndpoint):
-            return conn.connection_string()
-        return conn
+        orch = self._orch()
+        rec = orch.record(name)
+        return orch.reference_environment(rec.name, rec.name).get(f"ConnectionStrings__{rec.name}")
 
     def environment_for(self, name: str) -> dict[str, str]:
         """The variables the resource ``name`` was (or would be) started with, injected part."""
@@ -260,7 +258,7 @@ class DistributedApplication:
         resources = []
         if orch is not None:
             for snap in orch.snapshots():
-                injected = orch.record(snap.name).injects(snap.name)
+                injected = orch.reference_environment(snap.name, snap.name)
                 item = snap.to_json()
                 if snap.message:
                     item["message"] = self.masker.mask(snap.message)
@@ -294,3 +292,6 @@ class DistributedApplication:
                 write_private(self.state.status_file, text)
             except OSError:
                 pass
+
+
+register_app_factory(DistributedApplication)

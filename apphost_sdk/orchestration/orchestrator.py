@@ -2,50 +2,74 @@
 and stops them in reverse dependency order.
 
 One thread per resource waits on a shared condition for its dependencies, then starts the
-resource through its runtime (``redis-server`` process or container, child process, Azure
-provisioning). Everything the console, status file and CLI show comes from ``snapshots()``.
+resource as its annotations say: a container on the engine (or a local process from its type's
+recipe when there is none), a child process, or provisioning. It knows no resource type.
+Everything the console, status file and CLI show comes from ``snapshots()``.
 """
 
 from __future__ import annotations
 
 import collections
 import os
-import shutil
 import signal
-import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from ..errors import ApphostError, ImageUnavailableError
 from ..masking import SecretMasker
-from ..model.connection import (
-    RedisEndpoint,
-    connection_string_environment,
-    service_environment,
+from ..model.annotations import (
+    ArgsAnnotation,
+    ArgsCallbackAnnotation,
+    ConfigurationValueAnnotation,
+    ContainerImageAnnotation,
+    ContainerNameAnnotation,
+    ContainerRuntimeArgsAnnotation,
+    DockerfileBuildAnnotation,
+    EndpointAnnotation,
+    EntrypointAnnotation,
+    EnvironmentCallbackAnnotation,
+    ExecutableAnnotation,
+    HealthCheckAnnotation,
+    LifetimeAnnotation,
+    MountAnnotation,
+    ProcessFallbackAnnotation,
+    ProvisionedConnection,
+    ProvisioningAnnotation,
+    RunAsAnnotation,
 )
-from ..model.resources import (
-    DEFAULT_REDIS_IMAGE,
-    AzureRedisResource,
-    ConnectionStringResource,
-    ExecutableResource,
-    ParameterResource,
-    PythonAppResource,
-    RedisResource,
-    Resource,
-    Wait,
+from ..model.resources import ParameterResource, Resource, Wait
+from ..model.runtime_args import parse_runtime_args
+from ..model.values import (
+    HOST_GATEWAY_NAME,
+    HealthProbeContext,
+    ProcessContext,
+    ProvisionContext,
+    ReferenceContext,
+    ResolvedEndpoint,
+    reference_environment,
 )
-from ..model.validation import redis_in_run_mode
-from ..runtimes.base import ContainerHandle, ContainerRuntime, ContainerSpec
-from ..runtimes.health import free_port, port_is_free, redis_ping, tcp_accepts
+from ..runtimes.base import (
+    BuildSpec,
+    ContainerHandle,
+    ContainerRuntime,
+    ContainerSpec,
+    MountSpec,
+    PortSpec,
+    ProcessSpec,
+)
+from ..runtimes.health import free_port, http_ok, port_is_free, tcp_accepts
 from ..runtimes.process import ProcessRuntime
 from ..runtimes.subprocesses import ManagedProcess, spawn
 from .console import Reporter
-from .states import Health, ResourceSnapshot, State
+from .context_hash import context_digest
+from .states import DependencyStatus, Health, ResourceSnapshot, State
 
 if TYPE_CHECKING:
     from .app import DistributedApplication
@@ -54,11 +78,34 @@ STOP_GRACE_SECONDS = 10.0
 UNHEALTHY_AFTER_FAILURES = 3
 
 
+#: Annotations that make a resource something the orchestrator runs or resolves.
+_BEHAVIOUR = (
+    ExecutableAnnotation,
+    ContainerImageAnnotation,
+    ProvisioningAnnotation,
+    RunAsAnnotation,
+    ConfigurationValueAnnotation,
+)
+
+
+@attrs.frozen
+class _Allocated:
+    """Where one endpoint of a started resource listens."""
+
+    host_port: int
+    target_port: int
+    scheme: str
+    in_container: bool
+
+
 class _Record:
     """Mutable run-time bookkeeping of one resource (guarded by the orchestrator's lock)."""
 
     def __init__(self, resource: Resource) -> None:
         self.resource = resource
+        run_as = resource.annotation(RunAsAnnotation)
+        #: What actually runs: the resource, or its run-mode stand-in (``run_as_container``).
+        self.runs = run_as.resource if run_as is not None else resource
         self.name = resource.name
         self.kind = resource.kind
         self.state = State.NOT_STARTED
@@ -68,9 +115,8 @@ class _Record:
         self.message: str | None = None
         self.runtime: str | None = None
         self.logs: collections.deque[str] = collections.deque(maxlen=40)
-        #: What a reference to this resource resolves to, once known.
-        self.connection: RedisEndpoint | str | None = None
-        self.http_url: str | None = None
+        self.allocated: dict[str, _Allocated] = {}
+        self.provisioned: ProvisionedConnection | None = None
         #: The environment this resource was started with (injected part only).
         self.environment: dict[str, str] = {}
         self.handle: ContainerHandle | None = None
@@ -78,16 +124,12 @@ class _Record:
         self.thread: threading.Thread | None = None
         #: The dependency whose failure kept this resource from starting.
         self.blocked_by: str | None = None
+        #: Run as a local process (its type's recipe) instead of a container.
+        self.as_process = False
 
-    def injects(self, connection_name: str) -> dict[str, str]:
-        """The variables a reference to this resource injects under ``connection_name``."""
-        if isinstance(self.connection, RedisEndpoint):
-            return self.connection.environment(connection_name)
-        if isinstance(self.connection, str):
-            return connection_string_environment(connection_name, self.connection)
-        if self.http_url is not None:
-            return service_environment(connection_name, self.http_url)
-        return {}
+    @property
+    def is_container(self) -> bool:
+        return self.runs.annotation(ContainerImageAnnotation) is not None
 
     def snapshot(self) -> ResourceSnapshot:
         return ResourceSnapshot(
@@ -120,11 +162,14 @@ class Orchestrator:
         self._cond = threading.Condition()
         self._stopping = threading.Event()
         self._records: dict[str, _Record] = {}
-        self._runtime: ContainerRuntime | None = None
-        self._specs: dict[str, ContainerSpec] = {}
+        self._engine: ContainerRuntime | None = None
+        self._engine_error: str | None = None
+        self._processes = ProcessRuntime()
         self._parameters: dict[str, str] = {}
+        self._parameter_lock = threading.Lock()
+        self._hash_key: str | None = None
         for r in app.model.resources:
-            if not isinstance(r, ParameterResource):
+            if any(r.annotation(cls) is not None for cls in _BEHAVIOUR):
                 self._records[r.name] = _Record(r)
 
     # -- public -------------------------------------------------------------------------
@@ -139,9 +184,8 @@ class Orchestrator:
         raise KeyError(f"no resource named {name!r}; resources: {', '.join(self._records)}")
 
     def start(self) -> None:
-        """Resolve values, prepare runtimes, and start a thread per resource."""
+        """Resolve values, find the container engine, and start a thread per resource."""
         self.reporter.set_resources(list(self._records))
-        self._resolve_parameters()
         self._prepare_containers()
         for rec in self._records.values():
             rec.thread = threading.Thread(
@@ -222,104 +266,222 @@ class Orchestrator:
         for rec in self._records.values():
             if rec.thread is not None and rec.thread is not threading.current_thread():
                 rec.thread.join(max(0.0, deadline - time.monotonic()))
-        if self._runtime is not None:
+        if self._engine is not None:
             try:
-                self._runtime.close()
+                self._engine.close()
             except Exception as exc:  # cleanup must go on
-                self.reporter.info(f"closing the {self._runtime.name} runtime failed: {exc}")
+                self.reporter.info(f"closing the {self._engine.name} runtime failed: {exc}")
 
     # -- values -------------------------------------------------------------------------
-    def _resolve_parameters(self) -> None:
-        config = self.app.configuration
-        for r in self.app.model.resources:
-            if not isinstance(r, ParameterResource):
-                continue
-            value = r.explicit_value
+    def parameter(self, p: ParameterResource) -> str:
+        """A parameter's value: given, configured (``Parameters:{name}``) or, for secrets,
+        generated once and kept in the app's state. Secret values are masked from then on."""
+        with self._parameter_lock:
+            if p.state_key in self._parameters:
+                return self._parameters[p.state_key]
+            value = p.explicit_value
             if value is None:
-                value = config.get_str(f"Parameters:{r.name}")
-            if value is None and r.secret:
-                value = self.app.state.secret(f"parameter:{r.name}")
-            if value is not None:
-                self._parameters[r.name] = value
-                if r.secret:
-                    self.masker.add(value)
+                value = self.app.configuration.get_str(f"Parameters:{p.name}")
+            if value is None and p.secret:
+                value = self.app.state.secret(p.state_key)
+            value = value or ""
+            self._parameters[p.state_key] = value
+        if p.secret:
+            self.masker.add(value)
+        return value
 
-    def _value(self, v: str | ParameterResource) -> str:
-        if isinstance(v, ParameterResource):
-            return self._parameters.get(v.name, "")
-        return v
+    def _endpoint_resolver(self, in_container: bool) -> Callable[[Resource, str], ResolvedEndpoint]:
+        def resolve(resource: Resource, name: str) -> ResolvedEndpoint:
+            rec = self.record(resource.name)
+            allocated = rec.allocated.get(name)
+            if allocated is None:
+                raise ApphostError(
+                    f"endpoint {name!r} of {resource.name} is not allocated (it is not running)"
+                )
+            if not in_container:
+                return ResolvedEndpoint("localhost", allocated.host_port, allocated.scheme)
+            if allocated.in_container:
+                wait_attached = getattr(rec.handle, "wait_attached", None)
+                if wait_attached is not None:
+                    wait_attached()
+                return ResolvedEndpoint(resource.name, allocated.target_port, allocated.scheme)
+            return ResolvedEndpoint(HOST_GATEWAY_NAME, allocated.host_port, allocated.scheme)
 
-    def _redis_password(self, redis: RedisResource) -> str | None:
-        if not redis.password_enabled:
-            return None
-        if redis.password_parameter is not None:
-            pw = self._parameters.get(redis.password_parameter.name)
-        else:
-            pw = self.app.state.secret(f"{redis.name}-password")
-        self.masker.add(pw)
-        return pw
+        return resolve
+
+    def context(self, in_container: bool) -> ReferenceContext:
+        """How values are resolved for a consumer on this machine or in a container."""
+        return ReferenceContext(
+            in_container,
+            self._endpoint_resolver(in_container),
+            self.parameter,
+            self.app.configuration.get_str,
+        )
+
+    def reference_environment(
+        self, target_name: str, connection_name: str, in_container: bool = False
+    ) -> dict[str, str]:
+        """What a reference to ``target_name`` injects (empty while it is not running)."""
+        rec = self.record(target_name)
+        if rec.provisioned is not None:
+            return dict(rec.provisioned.environment(connection_name))
+        if rec.state is not State.RUNNING:
+            return {}
+        try:
+            env = reference_environment(rec.runs, self.context(in_container), connection_name)
+        except ApphostError:
+            return {}
+        config = rec.runs.annotation(ConfigurationValueAnnotation)
+        if config is not None:
+            self.masker.add_connection_string(self.app.configuration.get_str(config.key))
+        return env
+
+    def injected_environment(self, r: Resource, in_container: bool = False) -> dict[str, str]:
+        """The variables this resource receives from references and ``with_environment``."""
+        env: dict[str, str] = {}
+        for ref in r.references:
+            env.update(
+                self.reference_environment(ref.target.name, ref.connection_name, in_container)
+            )
+        context = self.context(in_container)
+        for k, v in r.environment.items():
+            env[k] = context.value(v)
+        return env
+
+    def _arguments(self, r: Resource, context: ReferenceContext) -> list[str] | None:
+        """The resource's arguments, or None when it has none (a container keeps its CMD)."""
+        found = False
+        args: list[str] = []
+        for a in r.annotations:
+            if isinstance(a, ArgsAnnotation):
+                found = True
+                args += [context.value(v) for v in a.args]
+            elif isinstance(a, ArgsCallbackAnnotation):
+                found = True
+                args += a.callback()
+        return args if found else None
 
     # -- containers ---------------------------------------------------------------------
     def _prepare_containers(self) -> None:
-        hash_key: str | None = None
-        for rec in self._records.values():
-            redis = redis_in_run_mode(rec.resource)
-            if redis is None:
-                continue
-            self._specs[rec.name] = ContainerSpec(
-                app_id=self.app.app_id,
-                app_name=self.app.app_name,
-                session_id=self.session_id,
-                resource_name=redis.name,
-                image=redis.image,
-                tag=redis.tag,
-                state_dir=self.app.state.directory,
-                host_port=redis.host_port,
-                password=self._redis_password(redis),
-                environment={k: self._value(v) for k, v in redis.environment.items()},
-                args=tuple(redis.args),
-                persistence=redis.persistence,
-                data_volume=redis.data_volume,  # "": the runtime derives a per-app name
-                bind_mount=redis.bind_mount,
-                lifetime=redis.lifetime,
-                hash_key=hash_key or (hash_key := self.app.state.secret("config-hash-key")),
-            )
-        if not self._specs:
+        """Find the container engine (once) and pull the images the app needs; resources
+        whose image cannot be had run as processes where their type allows it under ``auto``,
+        else fail to start naming the fix."""
+        containers = [rec for rec in self._records.values() if rec.is_container]
+        if not containers:
             return
-        from ..runtimes.selection import select_runtime
+        from ..runtimes.selection import requested_runtime, select_runtime
 
         try:
-            self._runtime = select_runtime(self.reporter.info)
-            self.reporter.info(f"running Redis with {self._runtime.describe()}")
-            for removed in self._runtime.cleanup_orphans():
-                self.reporter.info(f"removed {removed} left behind by an earlier app host")
-            try:
-                self._runtime.prepare(list(self._specs.values()), self.reporter.info)
-            except ImageUnavailableError as exc:
-                if not self._may_fall_back_to_processes():
-                    raise
-                self.reporter.info(
-                    f"{exc}; APPHOST_CONTAINER_RUNTIME is auto, so Redis runs as local "
-                    "redis-server processes instead"
-                )
-                self._runtime.close()
-                self._runtime = ProcessRuntime()
-                self._runtime.prepare(list(self._specs.values()), self.reporter.info)
+            self._engine = select_runtime(self.reporter.info)
         except ApphostError as exc:
-            self._runtime = None
-            for name in self._specs:
-                self._set(
-                    self._records[name], State.FAILED_TO_START, message=self.masker.mask(str(exc))
+            for rec in containers:
+                self._set(rec, State.FAILED_TO_START, message=self.masker.mask(str(exc)))
+            return
+        if self._engine is None:
+            for rec in containers:
+                if rec.runs.annotation(ProcessFallbackAnnotation) is not None:
+                    rec.as_process = True
+                else:
+                    self._set(
+                        rec,
+                        State.FAILED_TO_START,
+                        message="it needs a container engine and none answers; start Docker "
+                        "(or Podman), or set DOCKER_HOST",
+                    )
+            return
+        self.reporter.info(f"running containers with {self._engine.describe()}")
+        for removed in self._engine.cleanup_orphans():
+            self.reporter.info(f"removed {removed} left behind by an earlier app host")
+        images = sorted(
+            {
+                _image_ref(rec.runs)
+                for rec in containers
+                if rec.runs.annotation(DockerfileBuildAnnotation) is None
+            }
+        )
+        try:
+            self._engine.prepare(images, self.reporter.info)
+        except ImageUnavailableError as exc:
+            present = getattr(self._engine, "image_present", lambda ref: False)
+            auto = requested_runtime() == "auto"
+            fallen: list[str] = []
+            for rec in containers:
+                if rec.runs.annotation(DockerfileBuildAnnotation) is not None:
+                    continue
+                ref = _image_ref(rec.runs)
+                if present(ref):
+                    continue
+                fallback = rec.runs.annotation(ProcessFallbackAnnotation)
+                image = rec.runs.annotation(ContainerImageAnnotation)
+                stock = (
+                    fallback is not None
+                    and image is not None
+                    and image.registry is None
+                    and image.image == fallback.replaces_image
+                )
+                if auto and stock:
+                    rec.as_process = True
+                    fallen.append(rec.name)
+                else:
+                    self._set(rec, State.FAILED_TO_START, message=self.masker.mask(str(exc)))
+            if fallen:
+                self.reporter.info(
+                    f"{exc}; APPHOST_CONTAINER_RUNTIME is auto, so {', '.join(fallen)} run as "
+                    "local processes instead"
                 )
 
-    def _may_fall_back_to_processes(self) -> bool:
-        """Under ``auto``, an engine that cannot get the stock Redis image (offline, no
-        registry) is no reason to fail: a local redis-server is the same server. A custom
-        image (modules, another version) is never silently replaced."""
-        from ..runtimes.selection import requested_runtime
-
-        stock = all(s.image == DEFAULT_REDIS_IMAGE for s in self._specs.values())
-        return stock and requested_runtime() == "auto"
+    def _container_spec(self, rec: _Record, env: dict[str, str]) -> ContainerSpec:
+        r = rec.runs
+        context = self.context(in_container=True)
+        ports: list[PortSpec] = []
+        for e in r.annotations_of(EndpointAnnotation):
+            target = e.target_port
+            if target is None:  # the program listens on the port it is told
+                target = e.port or free_port()
+            if e.env:
+                env[e.env] = str(target)
+            ports.append(PortSpec(e.name, target, e.port))
+        for cb in r.annotations_of(EnvironmentCallbackAnnotation):
+            env.update(cb.callback(context))
+        entry = r.annotation(EntrypointAnnotation)
+        args = self._arguments(r, context)
+        options: dict[str, Any] = {}
+        for a in r.annotations_of(ContainerRuntimeArgsAnnotation):
+            options.update(parse_runtime_args(a.args)[0])
+        build = r.annotation(DockerfileBuildAnnotation)
+        image = r.annotation(ContainerImageAnnotation)
+        assert image is not None
+        name, tag = (image.reference.rsplit(":", 1)[0], image.tag)
+        build_spec = None
+        if build is not None:
+            build_spec = BuildSpec(build.context, build.dockerfile)
+            tag = context_digest(build.context, build.dockerfile)
+        lifetime = r.annotation(LifetimeAnnotation)
+        container_name = r.annotation(ContainerNameAnnotation)
+        if self._hash_key is None:
+            self._hash_key = self.app.state.secret("config-hash-key")
+        return ContainerSpec(
+            app_id=self.app.app_id,
+            app_name=self.app.app_name,
+            session_id=self.session_id,
+            resource_name=rec.name,
+            image=name,
+            tag=tag,
+            state_dir=self.app.state.directory,
+            ports=tuple(ports),
+            entrypoint=(entry.command,) if entry is not None else None,
+            args=tuple(args) if args is not None else None,
+            environment=env,
+            mounts=tuple(
+                MountSpec(m.source, m.target, m.kind, m.read_only)
+                for m in r.annotations_of(MountAnnotation)
+            ),
+            lifetime=lifetime.lifetime if lifetime is not None else "session",
+            container_name=container_name.name if container_name is not None else None,
+            options=options,
+            build=build_spec,
+            hash_key=self._hash_key,
+        )
 
     # -- per-resource thread ------------------------------------------------------------
     def _run_resource(self, rec: _Record) -> None:
@@ -328,36 +490,43 @@ class Orchestrator:
                 return
             if not self._wait_for_dependencies(rec):
                 return
-            r = rec.resource
-            if rec.name in self._specs:
-                self._run_redis(rec)
-            elif isinstance(r, ExecutableResource):
-                self._run_executable(rec, r)
-            elif isinstance(r, ConnectionStringResource):
-                value = self.app.configuration.get_str(f"ConnectionStrings:{r.name}")
-                self.masker.add_connection_string(value)  # usually carries credentials
-                rec.connection = value
-                self._set(rec, State.RUNNING, Health.HEALTHY, endpoint="(connection string)")
-            elif isinstance(r, AzureRedisResource):
-                self._run_azure(rec, r)
+            r = rec.runs
+            if r.annotation(ProvisioningAnnotation) is not None:
+                self._run_provisioned(rec)
+            elif rec.is_container:
+                if rec.as_process:
+                    self._run_as_process(rec)
+                else:
+                    self._run_container(rec)
+            elif r.annotation(ExecutableAnnotation) is not None:
+                self._run_executable(rec)
+            else:  # a value (a configured connection string): nothing to run
+                config = r.annotation(ConfigurationValueAnnotation)
+                if config is not None:
+                    self.masker.add_connection_string(self.app.configuration.get_str(config.key))
+                endpoint = "(connection string)" if config is not None else None
+                self._set(rec, State.RUNNING, Health.HEALTHY, endpoint=endpoint)
         except Exception as exc:  # a bug must not hang the app: report it on the resource
             self._set(
                 rec, State.FAILED_TO_START, message=self.masker.mask(f"{type(exc).__name__}: {exc}")
             )
 
-    def _dep_status(self, rec: _Record, target: Resource, wait: Wait | None) -> str:
-        """'ok', 'wait' or 'failed' for one dependency of ``rec``."""
+    def _dep_status(self, rec: _Record, target: Resource, wait: Wait | None) -> DependencyStatus:
+        """Whether one dependency of ``rec`` is met, pending or failed."""
         dep = self._records[target.name]
         kind = wait.kind if wait is not None else "start"
         if kind == "completion":
             if dep.state in (State.EXITED, State.FINISHED):
-                return "ok" if dep.exit_code == (wait.exit_code if wait else 0) else "failed"
-            return "failed" if dep.state.is_failure else "wait"
+                expected = wait.exit_code if wait else 0
+                return (
+                    DependencyStatus.MET if dep.exit_code == expected else DependencyStatus.FAILED
+                )
+            return DependencyStatus.FAILED if dep.state.is_failure else DependencyStatus.PENDING
         if dep.state.is_failure or dep.state in (State.EXITED, State.FINISHED):
-            return "failed"
+            return DependencyStatus.FAILED
         if dep.state is State.RUNNING and (kind == "start" or dep.health is Health.HEALTHY):
-            return "ok"
-        return "wait"
+            return DependencyStatus.MET
+        return DependencyStatus.PENDING
 
     def _wait_for_dependencies(self, rec: _Record) -> bool:
         r = rec.resource
@@ -371,7 +540,7 @@ class Orchestrator:
                 pending = False
                 for target, wait, optional in items:
                     status = self._dep_status(rec, target, wait)
-                    if status == "failed":
+                    if status is DependencyStatus.FAILED:
                         if optional:
                             continue
                         dep = self._records[target.name]
@@ -387,7 +556,7 @@ class Orchestrator:
                             blocked_by=target.name,
                         )
                         return False
-                    if status == "wait":
+                    if status is DependencyStatus.PENDING:
                         pending = True
                 if not pending:
                     return True
@@ -397,121 +566,180 @@ class Orchestrator:
                     return False
                 self._cond.wait(0.5)
 
-    def _run_redis(self, rec: _Record) -> None:
-        spec = self._specs[rec.name]
-        assert self._runtime is not None
-        rec.runtime = self._runtime.name
-        self._set(rec, State.STARTING)
-        try:
-            handle = self._runtime.start(spec, lambda s, line: self._on_line(rec, s, line))
-        except ApphostError as exc:
-            message = _without_name(rec.name, str(exc))
-            self._set(rec, State.FAILED_TO_START, message=self.masker.mask(message))
-            return
+    def _adopt(self, rec: _Record, handle: ContainerHandle) -> bool:
+        """Record a started handle; False (after stopping it) when the app is stopping."""
         with self._cond:
             rec.handle = handle
             stopping = self._stopping.is_set()
         if stopping:  # stop() may have passed this resource already: never leave it running
             handle.stop(STOP_GRACE_SECONDS)
-            return
-        rec.connection = RedisEndpoint("localhost", handle.host_port, spec.password)
-        self._set(rec, State.RUNNING, endpoint=f"localhost:{handle.host_port}")
+        return not stopping
 
-        def probe() -> bool:
-            return redis_ping(handle.host, handle.host_port, spec.password, timeout=1.0)
-
-        self._watch(rec, probe, lambda: handle.exit_code())
-
-    def _run_azure(self, rec: _Record, r: AzureRedisResource) -> None:
-        self._set(rec, State.PROVISIONING)
+    def _run_container(self, rec: _Record) -> None:
+        assert self._engine is not None
+        rec.runtime = self._engine.name
+        self._set(rec, State.STARTING)
+        env = self.injected_environment(rec.resource, in_container=True)
+        rec.environment = dict(env)
+        spec = self._container_spec(rec, env)
         try:
-            from provisioning.app_model import requests_from_app
-            from provisioning.run_mode import provision_for_run
-        except ImportError as exc:
-            self._set(
-                rec,
-                State.FAILED_TO_PROVISION,
-                message=f"Azure provisioning is not available ({exc}); call "
-                f"{r.name}.run_as_container() to run a local Redis instead",
+            handle = self._engine.start(spec, lambda s, line: self._on_line(rec, s, line))
+        except ApphostError as exc:
+            message = _without_name(rec.name, str(exc))
+            self._set(rec, State.FAILED_TO_START, message=self.masker.mask(message))
+            return
+        if not self._adopt(rec, handle):
+            return
+        for p in spec.ports:
+            e = next(e for e in rec.runs.annotations_of(EndpointAnnotation) if e.name == p.name)
+            rec.allocated[p.name] = _Allocated(
+                handle.host_ports[p.name], p.target_port, e.scheme, True
             )
-            return
-        requests = [q for q in requests_from_app(self.app) if q.resource_name == r.name]
+        self._started(rec, handle.exit_code)
 
-        def status(name: str, text: str) -> None:
-            if text != "Provisioned":  # the state itself follows once outputs are read
-                self._set(rec, State.PROVISIONING, message=text)
+    def _run_as_process(self, rec: _Record) -> None:
+        r = rec.runs
+        fallback = r.annotation(ProcessFallbackAnnotation)
+        assert fallback is not None
+        endpoint = next(
+            e for e in r.annotations_of(EndpointAnnotation) if e.name == fallback.endpoint
+        )
+        rec.runtime = "process"
+        self._set(rec, State.STARTING)
+        bind: tuple[str, ...] = ("127.0.0.1",)
+        gateway = self._engine.host_gateway() if self._engine is not None else None
+        if gateway and self._container_consumers(rec):
+            bind += (gateway,)
 
+        def recipe(
+            port: int, addresses: tuple[str, ...], scratch: Path, mounts: Mapping[str, Path]
+        ) -> tuple[Sequence[str], Path, Mapping[str, str], Mapping[Path, str]]:
+            launch = fallback.recipe(
+                ProcessContext(rec.name, port, addresses, scratch, mounts, self.parameter)
+            )
+            return launch.argv, launch.cwd, launch.environment, launch.private_files
+
+        spec = ProcessSpec(
+            app_id=self.app.app_id,
+            session_id=self.session_id,
+            resource_name=rec.name,
+            state_dir=self.app.state.directory,
+            host_port=endpoint.port,
+            mounts=tuple(
+                MountSpec(m.source, m.target, m.kind, m.read_only)
+                for m in r.annotations_of(MountAnnotation)
+            ),
+            bind_addresses=bind,
+            recipe=recipe,
+            endpoint=endpoint.name,
+            ready_marker=fallback.ready_marker,
+            port_conflict_marker=fallback.port_conflict_marker,
+        )
         try:
-            outputs = provision_for_run(
-                requests,
-                self.app.configuration,
-                self.app.state.directory,
-                self.app.app_name,
-                status,
-                cancel=self._stopping,
-            )[r.name]
+            handle = self._processes.start(spec, lambda s, line: self._on_line(rec, s, line))
+        except ApphostError as exc:
+            message = _without_name(rec.name, str(exc))
+            self._set(rec, State.FAILED_TO_START, message=self.masker.mask(message))
+            return
+        if not self._adopt(rec, handle):
+            return
+        rec.allocated[endpoint.name] = _Allocated(
+            handle.host_port, endpoint.target_port or handle.host_port, endpoint.scheme, False
+        )
+        self._started(rec, handle.exit_code)
+
+    def _container_consumers(self, rec: _Record) -> bool:
+        """True when a container of the app references or waits for ``rec``."""
+        for other in self._records.values():
+            if other.is_container and rec.resource in other.resource.dependencies():
+                return True
+        return False
+
+    def _started(self, rec: _Record, exit_code: Callable[[], int | None]) -> None:
+        """Mark a started resource Running, then watch its health until it stops."""
+        rec.endpoint = self._endpoint_text(rec)
+        self._set(rec, State.RUNNING, endpoint=rec.endpoint)
+        probe = self._probe(rec)
+        if probe is None:
+            self._set(rec, State.RUNNING, Health.HEALTHY)
+        self._watch(rec, probe, exit_code)
+
+    def _endpoint_text(self, rec: _Record) -> str | None:
+        """What status shows: the first endpoint, as a URL for HTTP and as host:port else."""
+        for name, a in rec.allocated.items():
+            if a.scheme in ("http", "https"):
+                return f"{a.scheme}://localhost:{a.host_port}"
+            del name
+            return f"localhost:{a.host_port}"
+        return None
+
+    def _probe(self, rec: _Record) -> Callable[[], bool] | None:
+        """The resource's health checks as one function (None: healthy once running)."""
+        checks = rec.runs.annotations_of(HealthCheckAnnotation)
+        probes: list[Callable[[], bool]] = []
+        for check in checks:
+            allocated = rec.allocated.get(check.endpoint)
+            if allocated is None:
+                continue  # e.g. a process stand-in exposes only its main endpoint
+            probes.append(self._check(check, allocated.host_port))
+        if not probes:
+            return None
+        return lambda: all(p() for p in probes)
+
+    def _check(self, check: HealthCheckAnnotation, port: int) -> Callable[[], bool]:
+        """One health check against the endpoint's host port."""
+        if check.kind == "tcp":
+            return lambda: tcp_accepts("127.0.0.1", port)
+        if check.kind == "http":
+            path = check.path or "/"
+            return lambda: http_ok("127.0.0.1", port, path)
+        probe = check.probe
+        assert probe is not None
+        context = HealthProbeContext("127.0.0.1", port, self.parameter)
+        return lambda: probe(context)
+
+    def _run_provisioned(self, rec: _Record) -> None:
+        annotation = rec.runs.annotation(ProvisioningAnnotation)
+        assert annotation is not None
+        self._set(rec, State.PROVISIONING)
+
+        def status(text: str) -> None:
+            self._set(rec, State.PROVISIONING, message=text)
+
+        context = ProvisionContext(
+            self.app.app_name,
+            self.app.configuration,
+            self.app.state.directory,
+            status,
+            self._stopping,
+        )
+        try:
+            connection = annotation.provision(context)
         except ApphostError as exc:
             reason = getattr(exc, "reason", None) or str(exc)  # without the resource prefix
             self._set(rec, State.FAILED_TO_PROVISION, message=self.masker.mask(reason))
             return
-        password = getattr(outputs, "password", None)
-        self.masker.add(password)
-        self.masker.add_connection_string(outputs.connection_string)
-        rec.connection = RedisEndpoint(
-            outputs.host_name,
-            outputs.ssl_port,
-            password,
-            tls=True,
-            fixed_connection_string=outputs.connection_string,
-        )
+        for secret in connection.secrets:
+            self.masker.add(secret)
+        rec.provisioned = connection
         self._set(rec, State.PROVISIONED, message=None)
-        self._set(
-            rec, State.RUNNING, Health.HEALTHY, endpoint=f"{outputs.host_name}:{outputs.ssl_port}"
-        )
+        self._set(rec, State.RUNNING, Health.HEALTHY, endpoint=connection.endpoint)
 
-    def _executable_argv(self, r: ExecutableResource) -> list[str]:
-        cwd = Path(r.working_directory)
-        if not cwd.is_dir():
-            raise ApphostError(f"working directory {cwd} does not exist; create it or fix the path")
-        if isinstance(r, PythonAppResource):
-            script = cwd / r.command
-            if not script.is_file():
-                raise ApphostError(f"script {script} does not exist; fix add_python_app()")
-            venv = cwd / ".venv" / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-            interpreter = str(venv) if venv.exists() else sys.executable
-            return [interpreter, "-u", str(script), *r.args]
-        command = r.command
-        if os.sep not in command:
-            found = shutil.which(command)
-            if found is None:
-                raise ApphostError(f"command {command!r} was not found on PATH; install it")
-            command = found
-        elif not os.path.isabs(command):
-            command = str(cwd / command)
-        return [command, *r.args]
-
-    def injected_environment(self, r: Resource) -> dict[str, str]:
-        """The variables this resource receives from references and ``with_environment``."""
-        env: dict[str, str] = {}
-        with self._cond:
-            for ref in r.references:
-                env.update(self._records[ref.target.name].injects(ref.connection_name))
-        for k, v in r.environment.items():
-            env[k] = self._value(v)
-        return env
-
-    def _run_executable(self, rec: _Record, r: ExecutableResource) -> None:
+    def _run_executable(self, rec: _Record) -> None:
+        r = rec.runs
+        executable = r.annotation(ExecutableAnnotation)
+        assert executable is not None
         self._set(rec, State.STARTING)
         try:
-            argv = self._executable_argv(r)
+            argv = executable.resolve()
         except ApphostError as exc:
             self._set(rec, State.FAILED_TO_START, message=self.masker.mask(str(exc)))
             return
-        env = self.injected_environment(r)
+        env = self.injected_environment(rec.resource)
+        argv += self._arguments(r, self.context(in_container=False)) or []
         env.setdefault("OTEL_SERVICE_NAME", r.name)
-        port: int | None = None
-        if r.http_endpoint is not None:
-            port = r.http_endpoint.port
+        for e in r.annotations_of(EndpointAnnotation):
+            port = e.port
             if port is not None and not port_is_free(port):
                 self._set(
                     rec,
@@ -521,13 +749,19 @@ class Orchestrator:
                 )
                 return
             port = port or free_port()
-            env[r.http_endpoint.env] = str(port)
-            rec.http_url = f"http://localhost:{port}"
+            if e.env:
+                env[e.env] = str(port)
+            rec.allocated[e.name] = _Allocated(port, port, e.scheme, False)
+        for cb in r.annotations_of(EnvironmentCallbackAnnotation):
+            env.update(cb.callback(self.context(in_container=False)))
         rec.environment = dict(env)
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
         try:
             process = spawn(
-                argv, r.working_directory, full_env, lambda s, ln: self._on_line(rec, s, ln)
+                argv,
+                str(executable.working_directory),
+                full_env,
+                lambda s, ln: self._on_line(rec, s, ln),
             )
         except OSError as exc:
             self._set(
@@ -543,34 +777,18 @@ class Orchestrator:
             process.stop(STOP_GRACE_SECONDS)
             return
         rec.runtime = f"pid {process.pid}"
-        self._set(rec, State.RUNNING, endpoint=rec.http_url)
-        if r.http_endpoint is None:
-            self._set(rec, State.RUNNING, Health.HEALTHY)
+        probe = self._probe(rec)
+        if probe is None:
+            endpoint = self._endpoint_text(rec)
+            self._set(rec, State.RUNNING, Health.HEALTHY, endpoint=endpoint)
             code = process.wait()
             process.join_output()
             self._finish(rec, code)
             return
-        path = r.http_endpoint.health_path
-        assert port is not None
-        bound_port = port
-
-        def probe() -> bool:
-            if path is None:
-                return tcp_accepts("127.0.0.1", bound_port)
-            import urllib.request
-
-            try:
-                with urllib.request.urlopen(
-                    f"http://127.0.0.1:{bound_port}{path}", timeout=2
-                ) as resp:
-                    return 200 <= int(resp.status) < 300
-            except OSError:
-                return False
-
-        self._watch(rec, probe, process.exit_code)
+        self._started(rec, process.exit_code)
 
     def _watch(
-        self, rec: _Record, probe: Callable[[], bool], exit_code: Callable[[], int | None]
+        self, rec: _Record, probe: Callable[[], bool] | None, exit_code: Callable[[], int | None]
     ) -> None:
         """Poll health (fast until first healthy, then every few seconds) until the resource
         exits or the app stops; three failures in a row make it Unhealthy."""
@@ -583,7 +801,7 @@ class Orchestrator:
                     rec.process.join_output()
                 self._finish(rec, code)
                 return
-            ok = probe()
+            ok = probe() if probe is not None else True
             if ok:
                 failures = 0
                 if rec.health is not Health.HEALTHY:
@@ -602,7 +820,7 @@ class Orchestrator:
         state = State.FINISHED if code == 0 else State.EXITED
         # A Redis that exits on its own is a broken dependency; a service that exits has no
         # health left to report.
-        health = Health.UNHEALTHY if rec.name in self._specs else Health.UNKNOWN
+        health = Health.UNHEALTHY if rec.handle is not None else Health.UNKNOWN
         with self._cond:  # decided under the lock: a stop may be recording its own end
             stopped = (State.STOPPING, State.FINISHED, State.EXITED)
             if self._stopping.is_set() and rec.state in stopped:
@@ -674,6 +892,11 @@ class Orchestrator:
             self.reporter.state_changed(after, [r.snapshot() for r in self._records.values()])
             if self.on_change is not None:
                 self.on_change()
+
+
+def _image_ref(r: Resource) -> str:
+    image = r.annotation(ContainerImageAnnotation)
+    return image.reference if image is not None else ""
 
 
 def _without_name(name: str, message: str) -> str:

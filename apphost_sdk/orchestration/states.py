@@ -27,6 +27,14 @@ class State(str, enum.Enum):
         return self in (State.FAILED_TO_START, State.FAILED_TO_PROVISION)
 
 
+class DependencyStatus(enum.Enum):
+    """Whether one wait or reference of a resource is met, still pending, or failed."""
+
+    MET = "met"
+    PENDING = "pending"
+    FAILED = "failed"
+
+
 class Health(str, enum.Enum):
     """Health beside the state; ``Unknown`` until the first check."""
 

@@ -1,5 +1,6 @@
-"""Runtimes that run Redis resources: a local ``redis-server`` process or a container engine."""
+"""Runtimes: container engines (Docker, Podman) and local processes for resources whose type
+provides a process recipe."""
 
-from .base import ContainerHandle, ContainerRuntime, ContainerSpec, LineSink, Persistence
+from .base import ContainerHandle, ContainerRuntime, ContainerSpec, LineSink, ProcessSpec
 
-__all__ = ["ContainerHandle", "ContainerRuntime", "ContainerSpec", "LineSink", "Persistence"]
+__all__ = ["ContainerHandle", "ContainerRuntime", "ContainerSpec", "LineSink", "ProcessSpec"]

@@ -1,7 +1,9 @@
-"""The container-runtime interface: what the orchestrator needs from any way of running Redis.
+"""The runtime interface: what the orchestrator hands a container engine, and what it gets back.
 
-The ``process`` runtime (a local ``redis-server``) and the ``docker`` runtime (Docker Engine API)
-both implement it, so the orchestrator never knows which one it drives.
+A ``ContainerSpec`` is generic (image, command, ports, mounts, environment, labels); the
+``docker`` runtime (Docker Engine API, also Podman) runs it. A resource that can also run as a
+plain process (Redis without an engine) is started by the ``process`` runtime from the recipe
+its resource type provides (``ProcessSpec``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 
@@ -22,19 +24,39 @@ Lifetime = Literal["session", "persistent"]
 
 
 @attrs.frozen
-class Persistence:
-    """RDB snapshot settings: ``--save {interval_seconds} {keys_changed_threshold}``."""
+class PortSpec:
+    """One published port: ``target_port`` inside, ``host_port`` on 127.0.0.1 (None: free)."""
 
-    interval_seconds: int = 60
-    keys_changed_threshold: int = 1
+    name: str
+    target_port: int
+    host_port: int | None = None
+
+
+@attrs.frozen
+class MountSpec:
+    """A volume (``source`` its name; None: derived per app, resource and target) or a bind
+    mount (``source`` an absolute path)."""
+
+    source: str | None
+    target: str
+    kind: Literal["volume", "bind"] = "volume"
+    read_only: bool = False
+
+
+@attrs.frozen
+class BuildSpec:
+    """Build the image from ``context`` with ``dockerfile`` before running it."""
+
+    context: Path
+    dockerfile: str = "Dockerfile"
 
 
 @attrs.frozen
 class ContainerSpec:
-    """Everything a runtime needs to run one Redis resource; built by the orchestrator.
+    """Everything a container runtime needs to run one resource; built by the orchestrator.
 
-    ``password`` and the values of ``environment`` may be secret: runtimes must hand them to the
-    server through the environment or a 0600 file, never through process arguments or labels.
+    The values of ``environment`` may be secret: runtimes hand them to the container through its
+    environment only, never through arguments or labels (labels carry names and keyed hashes).
     """
 
     app_id: str
@@ -44,15 +66,17 @@ class ContainerSpec:
     image: str
     tag: str
     state_dir: Path
-    target_port: int = 6379
-    host_port: int | None = None
-    password: str | None = attrs.field(default=None, repr=False)
+    ports: tuple[PortSpec, ...] = ()
+    entrypoint: tuple[str, ...] | None = None
+    #: None keeps the image's CMD.
+    args: tuple[str, ...] | None = None
     environment: Mapping[str, str] = attrs.field(factory=dict, repr=False)
-    args: tuple[str, ...] = ()
-    persistence: Persistence | None = None
-    data_volume: str | None = None
-    bind_mount: str | None = None
+    mounts: tuple[MountSpec, ...] = ()
     lifetime: Lifetime = "session"
+    container_name: str | None = None
+    #: Engine options from ``with_container_runtime_args`` (already checked by the model).
+    options: Mapping[str, Any] = attrs.field(factory=dict)
+    build: BuildSpec | None = None
     #: Key of the HMAC that turns secrets into config-hash fields (kept in the app's state):
     #: the hash is stored in a label, and a plain hash of a weak password could be guessed.
     hash_key: str | None = attrs.field(default=None, repr=False)
@@ -62,22 +86,15 @@ class ContainerSpec:
         """The full image reference, ``image:tag``."""
         return f"{self.image}:{self.tag}"
 
-    def redis_args(self) -> list[str]:
-        """The non-secret ``redis-server`` arguments implied by persistence and ``with_args``."""
-        out: list[str] = []
-        if self.persistence is not None:
-            out += [
-                "--save",
-                f"{self.persistence.interval_seconds} {self.persistence.keys_changed_threshold}",
-            ]
-        out += list(self.args)
-        return out
+    def port(self, name: str) -> PortSpec | None:
+        """The port of endpoint ``name``."""
+        return next((p for p in self.ports if p.name == name), None)
 
     def config_hash(self) -> str:
         """A hash of the settings that define the container, without any per-run value.
 
-        Persistent containers are reused while this stays the same. The session id and a
-        dynamically allocated port are excluded; the password enters only as its own hash.
+        Persistent containers are reused while this stays the same. The session id and
+        dynamically allocated ports are excluded; secrets enter only as keyed hashes.
         """
         return hashlib.sha256(
             json.dumps(self.config_fields(), sort_keys=True).encode()
@@ -90,29 +107,56 @@ class ContainerSpec:
 
     def config_fields(self) -> dict[str, object]:
         """The settings ``config_hash`` covers, by name (used to say which one changed)."""
-        pw = self._digest(self.password) if self.password else None
         return {
             "image": self.image_ref,
-            "target_port": self.target_port,
-            "host_port": self.host_port,
-            "password": pw,
+            "ports": {p.name: [p.target_port, p.host_port] for p in self.ports},
             "environment": {k: self._digest(v) for k, v in sorted(self.environment.items())},
-            "args": self.redis_args(),
-            "data_volume": self.data_volume,
-            "bind_mount": self.bind_mount,
+            "entrypoint": list(self.entrypoint) if self.entrypoint is not None else None,
+            "args": self._digest(json.dumps(self.args)) if self.args is not None else None,
+            "mounts": [attrs.astuple(m) for m in self.mounts],
+            "options": {k: str(v) for k, v in sorted(self.options.items())},
         }
 
 
+@attrs.frozen
+class ProcessSpec:
+    """A resource run as a local process from its type's recipe (``ProcessFallbackAnnotation``).
+
+    ``recipe(port, bind_addresses, scratch_dir, mount_dirs)`` returns ``(argv, cwd,
+    environment, private_files)``.
+    """
+
+    app_id: str
+    session_id: str
+    resource_name: str
+    state_dir: Path
+    host_port: int | None
+    mounts: tuple[MountSpec, ...]
+    bind_addresses: tuple[str, ...]
+    recipe: Callable[
+        [int, tuple[str, ...], Path, Mapping[str, Path]],
+        tuple[Sequence[str], Path, Mapping[str, str], Mapping[Path, str]],
+    ] = attrs.field(eq=False)
+    endpoint: str = "tcp"
+    ready_marker: str | None = None
+    port_conflict_marker: str | None = None
+
+
 class ContainerHandle(ABC):
-    """A started Redis resource, as its runtime reports it."""
+    """A started resource, as its runtime reports it."""
 
     resource_name: str
     #: Where processes on this machine reach it.
     host: str
-    host_port: int
-    #: Where other containers on the run's network reach it (None for the process runtime).
-    network_host: str | None = None
-    network_port: int | None = None
+    #: The published host port of each endpoint, by endpoint name.
+    host_ports: dict[str, int]
+    #: True when it runs in a container on the app's network (reachable by its name there).
+    in_container: bool = False
+
+    @property
+    def host_port(self) -> int:
+        """The host port of the first endpoint."""
+        return next(iter(self.host_ports.values()))
 
     @abstractmethod
     def exit_code(self) -> int | None:
@@ -129,7 +173,7 @@ class ContainerHandle(ABC):
 
 
 class ContainerRuntime(ABC):
-    """A way of running Redis resources: ``process``, ``docker`` or ``podman``."""
+    """A container engine: ``docker`` or ``podman``."""
 
     name: str = "abstract"
 
@@ -138,12 +182,14 @@ class ContainerRuntime(ABC):
         """One line saying what this runtime is, e.g. the engine endpoint and version."""
 
     def prepare(  # noqa: B027 - an optional hook: most runtimes need no preparation
-        self, specs: Sequence[ContainerSpec], progress: Callable[[str], None]
+        self, images: Sequence[str], progress: Callable[[str], None]
     ) -> None:
-        """Do the work needed before any start (pull images in parallel, create the network).
+        """Pull missing images in parallel before any start. Raises ``ImageUnavailableError``
+        naming each image that cannot be had."""
 
-        Raises an ``ApphostError`` naming the image or setting to fix.
-        """
+    def host_gateway(self) -> str | None:
+        """The address of this machine as containers see it (the bridge gateway), if known."""
+        return None
 
     @abstractmethod
     def start(self, spec: ContainerSpec, on_line: LineSink) -> ContainerHandle:

@@ -1,4 +1,4 @@
-"""The ``docker`` runtime: Redis resources as containers through the Docker Engine API.
+"""The ``docker`` runtime: container resources through the Docker Engine API.
 
 Also drives Podman through its Docker-compatible API. The ``docker`` package is imported lazily
 (by ``engines``) so that ``import apphost_sdk`` stays fast and works without it.
@@ -9,12 +9,14 @@ What it guarantees (issue 3):
   and process start time, lifetime, configuration hash; environment variable NAMES only);
 - containers are created, then started; a failed start removes the created container;
 - ports are published on 127.0.0.1 only; a fixed port that is taken is reported before create;
-- the Redis password travels only in ``REDIS_PASSWORD`` and is expanded by ``/bin/sh -c``, so it
-  never appears in the container's argument list, labels, logs or errors;
+- environment values (secrets among them) travel only in the container's environment: labels
+  carry variable names and keyed hashes, never values;
 - persistent containers are reused while their configuration hash matches (same password, same
   host port; a stopped one is restarted, not recreated) and recreated, saying which setting
   changed, otherwise;
-- one network per run, with each resource's name as DNS alias;
+- one network per run, with each resource's name as DNS alias; session containers are created
+  on it, persistent ones join it after their start (they outlive the run's network);
+- ``host.docker.internal`` resolves to the engine's host gateway in every container;
 - session containers and the run's network are removed on stop/close, and what a dead app host
   left behind is removed by ``cleanup_orphans``.
 """
@@ -26,7 +28,6 @@ import json
 import logging
 import math
 import os
-import shlex
 import socket
 import threading
 import time
@@ -36,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ImageUnavailableError, ResourceStartError
-from .base import ContainerHandle, ContainerRuntime, ContainerSpec, LineSink
+from .base import ContainerHandle, ContainerRuntime, ContainerSpec, LineSink, MountSpec
 from .engines import Engine
 from .health import free_port, port_is_free
 from .process_identity import process_alive, process_start_time
@@ -59,8 +60,8 @@ ENV_NAMES = LABEL_PREFIX + "env-names"
 HOST_PORT = LABEL_PREFIX + "host-port"
 KIND = LABEL_PREFIX + "kind"
 
-#: Where Redis keeps its data inside the container.
-DATA_DIR = "/data"
+#: The name containers use for this machine.
+HOST_GATEWAY_NAME = "host.docker.internal"
 #: How often (seconds) pull progress is reported per image.
 PROGRESS_INTERVAL = 1.0
 #: Attempts at a dynamically chosen port when another process grabs it first.
@@ -125,13 +126,13 @@ def network_name(app_name: str, session_id: str) -> str:
     return _docker_name("apphost", app_name, session_id[:8])
 
 
-def volume_name(spec: ContainerSpec) -> str | None:
-    """The data volume: None for none, a derived name for ``""``, else the given name."""
-    if spec.data_volume is None:
-        return None
-    if spec.data_volume:
-        return spec.data_volume
-    return _docker_name(spec.app_name, _app_digest(spec), spec.resource_name, "data")
+def volume_name(spec: ContainerSpec, mount: MountSpec) -> str:
+    """A volume's name: the given one, else derived from app, resource and target (``/data``
+    gives ``{app}-{hash}-{resource}-data``)."""
+    if mount.source:
+        return mount.source
+    target = mount.target.strip("/").replace("/", "-") or "root"
+    return _docker_name(spec.app_name, _app_digest(spec), spec.resource_name, target)
 
 
 def stored_config(spec: ContainerSpec) -> dict[str, object]:
@@ -147,8 +148,8 @@ def stored_config(spec: ContainerSpec) -> dict[str, object]:
     def salted(value: object) -> str:
         return hashlib.sha256(f"{spec.app_id}:{json.dumps(value)}".encode()).hexdigest()[:12]
 
-    if fields.get("password") is not None:
-        fields["password"] = salted(fields["password"])
+    if fields.get("args") is not None:
+        fields["args"] = salted(fields["args"])
     env = fields.get("environment")
     if isinstance(env, dict):
         fields["environment"] = {k: salted(v) for k, v in env.items()}
@@ -167,7 +168,7 @@ def changed_fields(old_label: str | None, spec: ContainerSpec) -> list[str]:
     return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
 
 
-def resource_labels(spec: ContainerSpec, host_port: int) -> dict[str, str]:
+def resource_labels(spec: ContainerSpec, host_ports: Mapping[str, int]) -> dict[str, str]:
     """Every label of a resource's container. Environment values never enter a label."""
     return {
         MANAGED: "true",
@@ -180,27 +181,9 @@ def resource_labels(spec: ContainerSpec, host_port: int) -> dict[str, str]:
         CONFIG_HASH: spec.config_hash(),
         CONFIG: json.dumps(stored_config(spec), sort_keys=True),
         ENV_NAMES: ",".join(sorted(spec.environment)),
-        HOST_PORT: str(host_port),
+        HOST_PORT: json.dumps(dict(host_ports), sort_keys=True),
         **creator_labels(),
     }
-
-
-def redis_command(spec: ContainerSpec) -> str:
-    """The ``/bin/sh -c`` script: ``exec redis-server --requirepass "$REDIS_PASSWORD" ...``.
-
-    The password is expanded by the shell from the environment, so it is never an argument the
-    engine records. ``exec`` makes redis-server PID 1 so it receives the stop signal directly and
-    saves its data. ``--protected-mode no`` matches the official image's entrypoint (connections
-    arrive through the published port, not from loopback).
-    """
-    parts = ["exec", "redis-server"]
-    if spec.password:
-        parts.append('--requirepass "$REDIS_PASSWORD"')
-    parts += ["--protected-mode", "no"]
-    if spec.data_volume is not None or spec.bind_mount:
-        parts += ["--dir", DATA_DIR]
-    parts += [shlex.quote(a) for a in spec.redis_args()]
-    return " ".join(parts)
 
 
 def _is_port_error(message: str) -> bool:
@@ -341,16 +324,16 @@ class _Attachment:
 
 
 class DockerHandle(ContainerHandle):
-    """A started Redis container: where to reach it and how to stop it."""
+    """A started container: where to reach it and how to stop it."""
 
     def __init__(
         self,
         runtime: DockerRuntime,
         spec: ContainerSpec,
         container_id: str,
-        host_port: int,
+        host_ports: Mapping[str, int],
         pump: _LogPump,
-        attach: _Attachment,
+        attach: _Attachment | None,
         *,
         reused: bool = False,
         changed: Sequence[str] = (),
@@ -364,28 +347,23 @@ class DockerHandle(ContainerHandle):
         self.container_id = container_id
         self.resource_name = spec.resource_name
         self.host = "127.0.0.1"
-        self.host_port = host_port
-        self.network_port = spec.target_port
+        self.host_ports = dict(host_ports)
+        self.in_container = True
         self.lifetime = spec.lifetime
         #: True when an existing persistent container was reused (started or already running).
         self.reused = reused
         #: The settings whose change made a persistent container be recreated.
         self.changed = tuple(changed)
 
-    @property
-    def network_host(self) -> str | None:
-        """The resource name, the container's DNS alias on the run's network.
+    def wait_attached(self) -> None:
+        """Wait until the container has joined the run's network under its resource name.
 
-        The container joins that network right after it starts, on a background thread (the
-        join is slow on some engines and host processes never need it); reading this waits for
-        the join, so whoever hands the name to another container can rely on it.
+        Persistent containers join after their start, on a background thread (the join is slow
+        on some engines and host processes never need it); whoever hands the name to another
+        container calls this first. Raises ``ResourceStartError`` when the join failed.
         """
-        self._attachment.wait()
-        return self.resource_name
-
-    @network_host.setter
-    def network_host(self, value: str | None) -> None:
-        raise AttributeError("network_host is the resource name and cannot be set")
+        if self._attachment is not None:
+            self._attachment.wait()
 
     def describe(self) -> str:
         """E.g. ``container 1a2b3c4d5e6f``."""
@@ -416,7 +394,8 @@ class DockerHandle(ContainerHandle):
         if self._stopped:
             return
         self._stopped = True
-        self._attachment.wait(raise_error=False)
+        if self._attachment is not None:
+            self._attachment.wait(raise_error=False)
         code = self._runtime.stop_container(self.container_id, self._spec, grace_seconds)
         if self._exit_code is None:
             self._exit_code = code
@@ -428,7 +407,7 @@ class DockerHandle(ContainerHandle):
 
 
 class DockerRuntime(ContainerRuntime):
-    """Redis resources as containers on a Docker (or Podman) engine."""
+    """Container resources on a Docker (or Podman) engine."""
 
     def __init__(self, engine: Engine, announce: Announce | None = None) -> None:
         self.engine = engine
@@ -441,6 +420,7 @@ class DockerRuntime(ContainerRuntime):
         self._networks: dict[tuple[str, str], str] = {}
         self._images_ready: set[str] = set()
         self._handles: list[DockerHandle] = []
+        self._gateway: str | None = None
 
     # ---- description and set-up
 
@@ -448,9 +428,9 @@ class DockerRuntime(ContainerRuntime):
         """E.g. ``docker engine 20.10.24 (API 1.41) at unix:///var/run/docker.sock (...)``."""
         return self.engine.describe()
 
-    def prepare(self, specs: Sequence[ContainerSpec], progress: Callable[[str], None]) -> None:
-        """Pull every missing image in parallel (with progress), then create the run's network."""
-        refs = sorted({s.image_ref for s in specs})
+    def prepare(self, images: Sequence[str], progress: Callable[[str], None]) -> None:
+        """Pull every missing image in parallel, with progress."""
+        refs = sorted(set(images))
         missing = [r for r in refs if not self._image_present(r)]
         if missing:
             progress(f"pulling {len(missing)} image(s): {', '.join(missing)}")
@@ -462,8 +442,21 @@ class DockerRuntime(ContainerRuntime):
                 ]
             if failures:
                 raise ImageUnavailableError("\n".join(str(f) for f in failures))
-        for s in specs:
-            self._ensure_network(s.app_name, s.app_id, s.session_id)
+
+    def host_gateway(self) -> str | None:
+        """The default bridge's gateway address (what ``host-gateway`` maps to)."""
+        if self._gateway is None:
+            with contextlib.suppress(Exception):
+                config = self.api.inspect_network("bridge")["IPAM"]["Config"]
+                self._gateway = next(
+                    (c["Gateway"] for c in config if c.get("Gateway") and ":" not in c["Gateway"]),
+                    None,
+                )
+        return self._gateway
+
+    def image_present(self, ref: str) -> bool:
+        """True when the engine has the image ``ref`` locally."""
+        return self._image_present(ref)
 
     def _image_present(self, ref: str) -> bool:
         if ref in self._images_ready:
@@ -501,6 +494,46 @@ class DockerRuntime(ContainerRuntime):
         self._images_ready.add(ref)
         progress(f"pulled {ref}")
 
+    def build(self, spec: ContainerSpec, on_line: LineSink) -> None:
+        """Build ``spec.image_ref`` from ``spec.build`` unless an image of that reference (whose
+        tag is a hash of the build context) exists; build output goes to ``on_line``."""
+        assert spec.build is not None
+        if self._image_present(spec.image_ref):
+            on_line("stdout", f"image {spec.image_ref} is up to date")
+            return
+        on_line("stdout", f"building {spec.image_ref} from {spec.build.context}")
+        try:
+            events = self.api.build(
+                path=str(spec.build.context),
+                dockerfile=spec.build.dockerfile,
+                tag=spec.image_ref,
+                rm=True,
+                forcerm=True,
+                decode=True,
+                labels={MANAGED: "true", APP_ID: spec.app_id, RESOURCE: spec.resource_name},
+            )
+            for event in events:
+                if not isinstance(event, dict):
+                    continue
+                if event.get("error") or event.get("errorDetail"):
+                    detail = event.get("errorDetail") or {}
+                    message = str(event.get("error") or detail.get("message") or "build failed")
+                    raise ResourceStartError(
+                        f"resource {spec.resource_name!r}: building its image failed: "
+                        f"{message.strip()}"
+                    )
+                text = str(event.get("stream") or event.get("status") or "").rstrip("\n")
+                for line in text.splitlines():
+                    if line.strip():
+                        on_line("stdout", line)
+        except ResourceStartError:
+            raise
+        except Exception as exc:
+            raise ResourceStartError(
+                f"resource {spec.resource_name!r}: building its image failed: {_api_message(exc)}"
+            ) from None
+        self._images_ready.add(spec.image_ref)
+
     def _ensure_network(self, app_name: str, app_id: str, session_id: str) -> str:
         """Create the run's network once (labelled like the containers); returns its name."""
         key = (app_id, session_id)
@@ -532,13 +565,15 @@ class DockerRuntime(ContainerRuntime):
     def start(self, spec: ContainerSpec, on_line: LineSink) -> DockerHandle:
         """Start (or reuse, when persistent) the resource's container and stream its logs."""
         try:
-            if not self._image_present(spec.image_ref):
+            if spec.build is not None:
+                self.build(spec, on_line)
+            elif not self._image_present(spec.image_ref):
                 self.pull(spec.image_ref, lambda line: on_line("stderr", line))
             network = self._ensure_network(spec.app_name, spec.app_id, spec.session_id)
             if spec.lifetime == "persistent":
                 handle = self._start_persistent(spec, network, on_line)
             else:
-                handle = self._create_and_start(spec, network, on_line, spec.host_port)
+                handle = self._create_and_start(spec, network, on_line, _fixed_ports(spec))
         except (ResourceStartError, ImageUnavailableError):
             raise
         except Exception as exc:
@@ -550,105 +585,128 @@ class DockerRuntime(ContainerRuntime):
             self._handles.append(handle)
         return handle
 
-    def _check_fixed_port(self, spec: ContainerSpec, port: int) -> None:
+    def _check_fixed_ports(self, spec: ContainerSpec, ports: Mapping[str, int]) -> None:
         """Fail before creating anything when a fixed host port is taken."""
-        if not port_is_free(port):
-            raise ResourceStartError(
-                f"resource {spec.resource_name!r}: host port {port} on 127.0.0.1 is already in "
-                f"use; stop what listens there or choose another port with with_host_port(...)"
-            )
+        for port in ports.values():
+            if not port_is_free(port):
+                raise ResourceStartError(
+                    f"resource {spec.resource_name!r}: host port {port} on 127.0.0.1 is already "
+                    "in use; stop what listens there or choose another port for it (with_host_port() or the endpoint's port=)"
+                )
 
     def _create_and_start(
         self,
         spec: ContainerSpec,
         network: str,
         on_line: LineSink,
-        fixed_port: int | None,
+        keep: Mapping[str, int],
         changed: Sequence[str] = (),
     ) -> DockerHandle:
-        """Create, then start; a dynamic port lost to a race is retried with a fresh one."""
-        if fixed_port is not None:
-            self._check_fixed_port(spec, fixed_port)
-        volume = self._ensure_volume(spec)
+        """Create, then start; dynamic ports lost to a race are retried with fresh ones.
+
+        ``keep`` maps endpoint names to the host ports they must have (fixed ones, or those a
+        recreated persistent container keeps).
+        """
+        self._check_fixed_ports(spec, keep)
+        self._ensure_volumes(spec)
         last_error = ""
-        for _ in range(PORT_ATTEMPTS if fixed_port is None else 1):
-            port = fixed_port if fixed_port is not None else free_port()
-            container_id = self._create(spec, port, volume)
+        dynamic = any(p.name not in keep for p in spec.ports)
+        for _ in range(PORT_ATTEMPTS if dynamic else 1):
+            ports = {p.name: keep.get(p.name) or free_port() for p in spec.ports}
+            persistent = spec.lifetime == "persistent"
+            container_id = self._create(spec, ports, None if persistent else network)
             try:
                 self.api.start(container_id)
             except Exception as exc:
                 self._remove(container_id)
                 last_error = _api_message(exc)
-                if fixed_port is None and _is_port_error(last_error):
+                if dynamic and _is_port_error(last_error):
                     continue
                 raise ResourceStartError(
                     f"resource {spec.resource_name!r}: its container did not start "
                     f"(removed): {last_error}"
                 ) from None
-            attach = _Attachment(self, container_id, network, spec.resource_name)
+            attach = (
+                _Attachment(self, container_id, network, spec.resource_name) if persistent else None
+            )
             pump = _LogPump(self.api, container_id, on_line, "all")
-            return DockerHandle(self, spec, container_id, port, pump, attach, changed=changed)
+            return DockerHandle(self, spec, container_id, ports, pump, attach, changed=changed)
         raise ResourceStartError(
             f"resource {spec.resource_name!r}: no free host port could be published: {last_error}"
         )
 
-    def _create(self, spec: ContainerSpec, port: int, volume: str | None) -> str:
-        """Create (not start) the container on the engine's default bridge.
+    def _create(self, spec: ContainerSpec, ports: Mapping[str, int], network: str | None) -> str:
+        """Create (not start) the container.
 
-        Ports are published there; the run's network is joined after the start (see
-        ``_Attachment``), so a persistent container outlives the run's network and a session
-        container reaches its health check without waiting for the (slow) join.
+        A session container is created on the run's network with its resource name as alias,
+        so other containers resolve it from their first instant; a persistent one on the
+        engine's default bridge, joining the run's network after its start (``_Attachment``),
+        so it outlives that network.
         """
-        binds = self._binds(spec, volume)
+        options = dict(spec.options)
+        extra_hosts = {HOST_GATEWAY_NAME: "host-gateway", **options.pop("extra_hosts", {})}
+        labels = {**options.pop("labels", {}), **resource_labels(spec, ports)}
+        user = options.pop("user", None)
         host_config = self.api.create_host_config(
-            port_bindings={spec.target_port: ("127.0.0.1", port)},
-            binds=binds or None,
-            network_mode="bridge",
+            port_bindings={
+                f"{p.target_port}/tcp": ("127.0.0.1", ports[p.name]) for p in spec.ports
+            },
+            binds=self._binds(spec) or None,
+            network_mode=network or "bridge",
+            extra_hosts=extra_hosts,
+            **options,
         )
-        environment = dict(spec.environment)
-        if spec.password:
-            environment["REDIS_PASSWORD"] = spec.password
+        networking = None
+        if network is not None:
+            networking = self.api.create_networking_config(
+                {network: self.api.create_endpoint_config(aliases=[spec.resource_name])}
+            )
         created = self.api.create_container(
             spec.image_ref,
-            entrypoint=["/bin/sh", "-c"],
-            command=[redis_command(spec)],
-            environment=environment,
-            labels=resource_labels(spec, port),
-            name=container_name(spec),
-            ports=[spec.target_port],
+            entrypoint=list(spec.entrypoint) if spec.entrypoint is not None else None,
+            command=list(spec.args) if spec.args is not None else None,
+            environment=dict(spec.environment),
+            labels=labels,
+            name=spec.container_name or container_name(spec),
+            ports=[(p.target_port, "tcp") for p in spec.ports],
             host_config=host_config,
+            networking_config=networking,
+            user=user,
         )
         return str(created["Id"])
 
-    def _binds(self, spec: ContainerSpec, volume: str | None) -> list[str]:
-        if spec.bind_mount:
-            source = Path(spec.bind_mount)  # absolute: the model resolves it
-            if not source.exists():
-                source.mkdir(parents=True, exist_ok=True)
-            return [f"{source}:{DATA_DIR}"]
-        if volume:
-            return [f"{volume}:{DATA_DIR}"]
-        return []
+    def _binds(self, spec: ContainerSpec) -> list[str]:
+        binds = []
+        for m in spec.mounts:
+            mode = "ro" if m.read_only else "rw"
+            if m.kind == "bind":
+                source = Path(m.source or "")  # absolute: the model resolves it
+                if not source.exists():
+                    source.mkdir(parents=True, exist_ok=True)
+                binds.append(f"{source}:{m.target}:{mode}")
+            else:
+                binds.append(f"{volume_name(spec, m)}:{m.target}:{mode}")
+        return binds
 
-    def _ensure_volume(self, spec: ContainerSpec) -> str | None:
-        """Create the data volume (labelled, never a session object) when it does not exist."""
-        name = volume_name(spec)
-        if name is None or spec.bind_mount:
-            return None
+    def _ensure_volumes(self, spec: ContainerSpec) -> None:
+        """Create the volumes (labelled, never session objects) that do not exist yet."""
         import docker
 
-        try:
-            self.api.inspect_volume(name)
-        except docker.errors.NotFound:
-            labels = {
-                MANAGED: "true",
-                KIND: "volume",
-                APP_ID: spec.app_id,
-                APP_NAME: spec.app_name,
-                RESOURCE: spec.resource_name,
-            }
-            self.api.create_volume(name, labels=labels)
-        return name
+        for m in spec.mounts:
+            if m.kind != "volume":
+                continue
+            name = volume_name(spec, m)
+            try:
+                self.api.inspect_volume(name)
+            except docker.errors.NotFound:
+                labels = {
+                    MANAGED: "true",
+                    KIND: "volume",
+                    APP_ID: spec.app_id,
+                    APP_NAME: spec.app_name,
+                    RESOURCE: spec.resource_name,
+                }
+                self.api.create_volume(name, labels=labels)
 
     def attach(self, container_id: str, network: str, alias: str) -> None:
         """Connect a container to the run's network under its resource name (idempotent)."""
@@ -666,34 +724,41 @@ class DockerRuntime(ContainerRuntime):
         self, spec: ContainerSpec, network: str, on_line: LineSink
     ) -> DockerHandle:
         """Reuse the app's persistent container when its configuration hash matches; recreate
-        it (saying which settings changed, keeping its host port when possible) otherwise."""
+        it (saying which settings changed, keeping its host ports when possible) otherwise."""
         existing = self._find_persistent(spec)
+        fixed = _fixed_ports(spec)
         if existing is None:
-            return self._create_and_start(spec, network, on_line, spec.host_port)
+            return self._create_and_start(spec, network, on_line, fixed)
         labels = existing.get("Labels") or {}
-        old_port = _int_or_none(labels.get(HOST_PORT))
-        matches = labels.get(CONFIG_HASH) == spec.config_hash() and old_port is not None
-        if matches and old_port is not None:
+        old_ports = _label_ports(labels.get(HOST_PORT), spec)
+        matches = labels.get(CONFIG_HASH) == spec.config_hash() and old_ports is not None
+        if matches and old_ports is not None:
             stopped = existing.get("State") != "running"
-            if not (stopped and spec.host_port is None and not port_is_free(old_port)):
-                return self._reuse(spec, existing, old_port, network, on_line)
+            taken = [
+                port
+                for name, port in old_ports.items()
+                if name not in fixed and not port_is_free(port)
+            ]
+            if not (stopped and taken):
+                return self._reuse(spec, existing, old_ports, network, on_line)
             # Its dynamic port was taken while it was stopped: recreate it on a new one.
             self._announce(
-                f"{spec.resource_name}: port {old_port} of its stopped persistent container is "
+                f"{spec.resource_name}: port {taken[0]} of its stopped persistent container is "
                 "now used by another program; recreating it on a new port"
             )
             self._remove(str(existing["Id"]))
-            return self._create_and_start(spec, network, on_line, None, changed=["host port"])
+            return self._create_and_start(spec, network, on_line, fixed, changed=["host port"])
         changed = changed_fields(labels.get(CONFIG), spec)
         self._announce(
             f"{spec.resource_name}: configuration changed ({', '.join(changed)}); "
             "recreating its persistent container"
         )
         self._remove(str(existing["Id"]))
-        port = spec.host_port
-        if port is None and old_port is not None and port_is_free(old_port):
-            port = old_port
-        return self._create_and_start(spec, network, on_line, port, changed=changed)
+        keep = dict(fixed)
+        for name, port in (old_ports or {}).items():
+            if name not in keep and port_is_free(port):
+                keep[name] = port
+        return self._create_and_start(spec, network, on_line, keep, changed=changed)
 
     def _find_persistent(self, spec: ContainerSpec) -> dict[str, Any] | None:
         """The persistent container of this app and resource, if any (newest first)."""
@@ -718,7 +783,7 @@ class DockerRuntime(ContainerRuntime):
         self,
         spec: ContainerSpec,
         existing: Mapping[str, Any],
-        port: int,
+        ports: Mapping[str, int],
         network: str,
         on_line: LineSink,
     ) -> DockerHandle:
@@ -726,7 +791,7 @@ class DockerRuntime(ContainerRuntime):
         container_id = str(existing["Id"])
         running = existing.get("State") == "running"
         if not running:
-            self._check_fixed_port(spec, port)
+            self._check_fixed_ports(spec, ports)
             try:
                 self.api.start(container_id)
             except Exception as exc:
@@ -734,13 +799,14 @@ class DockerRuntime(ContainerRuntime):
                     f"resource {spec.resource_name!r}: its persistent container "
                     f"{container_id[:12]} did not restart: {_api_message(exc)}"
                 ) from None
+        shown = ", ".join(str(p) for p in ports.values())
         self._announce(
             f"{spec.resource_name}: reusing persistent container {container_id[:12]} "
-            f"({'running' if running else 'restarted'}, port {port})"
+            f"({'running' if running else 'restarted'}, port {shown})"
         )
         attach = _Attachment(self, container_id, network, spec.resource_name)
         pump = _LogPump(self.api, container_id, on_line, 0 if running else "all")
-        return DockerHandle(self, spec, container_id, port, pump, attach, reused=True)
+        return DockerHandle(self, spec, container_id, ports, pump, attach, reused=True)
 
     # ---- stop, cleanup, close
 
@@ -810,7 +876,8 @@ def _image_error(ref: str, reason: str) -> ImageUnavailableError:
     return ImageUnavailableError(
         f"image {ref} is not available locally and could not be pulled ({reason}); "
         "pull or build it yourself, choose an image you have with with_image(...), or set "
-        "APPHOST_CONTAINER_RUNTIME=process to run redis-server locally"
+        "APPHOST_CONTAINER_RUNTIME=process to run it as a local process where its resource "
+        "type allows"
     )
 
 
@@ -841,8 +908,19 @@ def _follow_pull(ref: str, events: Any, progress: Callable[[str], None]) -> None
             progress(f"pulling {ref}: {done / 1e6:.1f} / {total / 1e6:.1f} MB")
 
 
-def _int_or_none(value: object) -> int | None:
+def _fixed_ports(spec: ContainerSpec) -> dict[str, int]:
+    """The endpoints whose host port the app fixed."""
+    return {p.name: p.host_port for p in spec.ports if p.host_port is not None}
+
+
+def _label_ports(value: object, spec: ContainerSpec) -> dict[str, int] | None:
+    """The host ports recorded in a container's label, when they cover ``spec``'s endpoints."""
     try:
-        return int(str(value))
+        ports = json.loads(str(value))
     except ValueError:
         return None
+    if not isinstance(ports, dict) or set(ports) != {p.name for p in spec.ports}:
+        return None
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in ports.values()):
+        return None
+    return {str(k): int(v) for k, v in ports.items()}

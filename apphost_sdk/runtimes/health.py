@@ -1,39 +1,23 @@
-"""Health probes shared by the runtimes and the orchestrator."""
+"""Generic health probes (TCP connect, HTTP GET) and port helpers."""
 
 from __future__ import annotations
 
 import socket
 
 
-def _resp_command(*parts: str) -> bytes:
-    """Encode one command in the Redis protocol (RESP2 array of bulk strings)."""
-    out = [f"*{len(parts)}\r\n".encode()]
-    for p in parts:
-        data = p.encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(out)
+def http_ok(host: str, port: int, path: str, timeout: float = 2.0) -> bool:
+    """Return True when ``GET http://host:port{path}`` answers 2xx."""
+    import http.client
 
-
-def redis_ping(host: str, port: int, password: str | None, timeout: float = 1.0) -> bool:
-    """Return True when Redis at host:port answers PING (authenticating with ``password``).
-
-    Speaks the two commands over a raw socket: the app host would otherwise import redis-py
-    (a quarter of a second) only to probe health.
-    """
-    request = (_resp_command("AUTH", password) if password else b"") + _resp_command("PING")
-    expected = (b"+OK\r\n" if password else b"") + b"+PONG\r\n"
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            sock.sendall(request)
-            reply = b""
-            while len(reply) < len(expected) and not reply.startswith(b"-"):
-                chunk = sock.recv(256)
-                if not chunk:
-                    break
-                reply += chunk
-    except OSError:
+        conn.request("GET", path)
+        status = conn.getresponse().status
+    except (OSError, http.client.HTTPException):
         return False
-    return reply == expected
+    finally:
+        conn.close()
+    return 200 <= status < 300
 
 
 def tcp_accepts(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -55,7 +39,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     """Return True when ``port`` can be bound on ``host`` right now.
 
-    SO_REUSEADDR, as servers (redis-server included) set it: connections of a server that just
+    SO_REUSEADDR, as servers set it: connections of a server that just
     stopped linger in TIME_WAIT, which must not count as "in use"; a listener still does.
     """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

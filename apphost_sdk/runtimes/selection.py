@@ -1,6 +1,6 @@
-"""Choosing the runtime for Redis: ``APPHOST_CONTAINER_RUNTIME=auto|docker|podman|process``.
+"""Choosing the container runtime: ``APPHOST_CONTAINER_RUNTIME=auto|docker|podman|process``.
 
-- ``process``: local ``redis-server`` processes.
+- ``process``: no engine; resources with a process recipe (Redis) run as local processes.
 - ``docker`` / ``podman``: that engine, found the way the docker CLI finds it; when it does not
   answer, one ``RuntimeUnavailableError`` names every endpoint tried and how to start the engine.
 - ``auto`` (default): the first engine that answers, else ``process`` with one line saying why.
@@ -47,19 +47,14 @@ def _discover(wanted: Wanted, env: Mapping[str, str]) -> Discovery | str:
     return find_engine(wanted, env)
 
 
-def _process_runtime() -> ContainerRuntime:
-    from .process import ProcessRuntime
-
-    return ProcessRuntime()
-
-
 def select_runtime(
     announce: Callable[[str], None], environ: dict[str, str] | None = None
-) -> ContainerRuntime:
-    """Return the runtime to use. ``auto`` falls back to ``process`` (saying why in one line)."""
+) -> ContainerRuntime | None:
+    """Return the container engine to use, or None for local processes (``process``, or
+    ``auto`` with no engine answering, said in one line)."""
     choice = requested_runtime(environ)
     if choice == "process":
-        return _process_runtime()
+        return None
     env: Mapping[str, str] = os.environ if environ is None else environ
     wanted = wanted_engine(choice)
     found = _discover(wanted, env)
@@ -69,8 +64,11 @@ def select_runtime(
         return DockerRuntime(found.engine, announce)
     why = found if isinstance(found, str) else f"tried {found.tried()}"
     if choice == "auto":
-        announce(f"no container engine answers ({why}); running Redis as local processes")
-        return _process_runtime()
+        announce(
+            f"no container engine answers ({why}); resources that can run as local processes "
+            "(Redis) run that way"
+        )
+        return None
     raise RuntimeUnavailableError(
         f"APPHOST_CONTAINER_RUNTIME={choice}, but no {choice} engine answers ({why}). "
         f"To fix: {start_hint(wanted)}; or set APPHOST_CONTAINER_RUNTIME=process to run Redis "

@@ -67,8 +67,20 @@ def test_bad_names(name: str, why: str) -> None:
 def test_good_names(name: str) -> None:
     assert name_problem(name) is None
     b = new_builder()
-    b.add_redis(name)
+    b.add_executable(name, "true", ".")
     b.build()
+
+
+def test_a_container_name_must_fit_a_dns_label() -> None:
+    b = new_builder()
+    b.add_redis("a" * 63)
+    b.add_container("c" * 64, "busybox")
+    with pytest.raises(ValidationError) as info:
+        b.build()
+    assert info.value.problems == [
+        f"{'c' * 64} is 64 characters long, but a container's name is its DNS name on the "
+        "app's network, which holds at most 63: shorten it"
+    ]
 
 
 def test_duplicate_names_case_insensitive() -> None:

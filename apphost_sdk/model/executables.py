@@ -1,0 +1,201 @@
+"""Executables and Python apps: programs run as child processes of the app host.
+
+Like containers they are only annotations: an ``ExecutableAnnotation`` whose ``resolve()`` finds
+the program when the app starts, arguments, endpoints (a port handed over in a variable),
+environment and health checks.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import ApphostError
+from .annotations import (
+    ArgsAnnotation,
+    EndpointAnnotation,
+    EnvironmentAnnotation,
+    ExecutableAnnotation,
+    HealthCheckAnnotation,
+)
+from .arguments import (
+    optional_port,
+    require_args,
+    require_env_name,
+    require_str,
+    short_repr,
+    wrong_value,
+)
+from .resources import Resource
+
+if TYPE_CHECKING:
+    from .builder import DistributedApplicationBuilder
+
+_BIN = "Scripts" if os.name == "nt" else "bin"
+_EXE = ".exe" if os.name == "nt" else ""
+
+
+def find_tool(name: str, app_directory: Path | None = None) -> str | None:
+    """A program by name: the app's ``.venv``, else the app host's own environment, else PATH."""
+    candidates: list[Path] = []
+    if app_directory is not None:
+        candidates.append(app_directory / ".venv" / _BIN / f"{name}{_EXE}")
+    candidates.append(Path(sys.executable).parent / f"{name}{_EXE}")
+    candidates.append(Path(sys.prefix) / _BIN / f"{name}{_EXE}")
+    for c in candidates:
+        if c.is_file() and os.access(c, os.X_OK):
+            return str(c)
+    return shutil.which(name)
+
+
+def python_interpreter(app_directory: Path) -> str:
+    """The app's own ``.venv`` interpreter when it has one, else the app host's."""
+    venv = app_directory / ".venv" / _BIN / f"python{_EXE}"
+    return str(venv) if venv.exists() else sys.executable
+
+
+class ExecutableResource(Resource):
+    """A program run as a child process of the app host, with its output streamed."""
+
+    kind = "executable"
+
+    def __init__(
+        self,
+        builder: DistributedApplicationBuilder,
+        name: str,
+        command: str,
+        working_directory: str,
+        args: list[str],
+    ) -> None:
+        super().__init__(builder, name)
+        self.command = command
+        self.working_directory = working_directory
+        self.annotations.append(ExecutableAnnotation(Path(working_directory), self._resolve))
+        if args:
+            self.annotations.append(ArgsAnnotation(tuple(args)))
+
+    @property
+    def args(self) -> list[str]:
+        """The literal arguments added so far."""
+        return [str(a) for ann in self.annotations_of(ArgsAnnotation) for a in ann.args]
+
+    def _working_directory(self) -> Path:
+        cwd = Path(self.working_directory)
+        if not cwd.is_dir():
+            raise ApphostError(f"working directory {cwd} does not exist; create it or fix the path")
+        return cwd
+
+    def _resolve(self) -> list[str]:
+        """The program to run: a path (relative to the working directory) or a name found in
+        the app host's environment or on PATH."""
+        cwd = self._working_directory()
+        command = self.command
+        if os.sep not in command and (os.altsep is None or os.altsep not in command):
+            found = find_tool(command)
+            if found is None:
+                raise ApphostError(
+                    f"command {command!r} was not found in the app host's environment or on "
+                    "PATH; install it"
+                )
+            return [found]
+        if not os.path.isabs(command):
+            command = str(cwd / command)
+        return [command]
+
+    def with_http_endpoint(self, port: int | None = None, env: str = "PORT") -> ExecutableResource:
+        """Give it an HTTP port (a free one unless ``port``) in the variable ``env``; it counts
+        as healthy once the port accepts connections."""
+        where = f"{self.name}.with_http_endpoint"
+        port = optional_port(port, where, example=8000)
+        env = require_env_name(env, where, "env", "PORT")
+        self.replace_annotation(
+            EndpointAnnotation("http", None, port, "http", env),
+            same=EndpointAnnotation,
+            name="http",
+        )
+        if self.annotation(HealthCheckAnnotation) is None:
+            self.annotations.append(HealthCheckAnnotation("tcp", "http"))
+        return self
+
+    @property
+    def http_endpoint(self) -> EndpointAnnotation | None:
+        """The ``http`` endpoint, when there is one."""
+        for e in self.annotations_of(EndpointAnnotation):
+            if e.name == "http":
+                return e
+        return None
+
+    def with_http_health_check(self, path: str = "/health") -> ExecutableResource:
+        """Count it healthy only when ``GET path`` on its HTTP endpoint answers 2xx."""
+        where = f"{self.name}.with_http_health_check"
+        fix = "pass a path such as '/health'"
+        path = require_str(path, where, "path", fix)
+        if not path.startswith("/") or any(c.isspace() for c in path):
+            raise wrong_value(
+                where,
+                f"{short_repr(path)} is not a URL path (it must start with '/' and have no spaces)",
+                fix,
+            )
+        if self.http_endpoint is None:
+            raise wrong_value(
+                where,
+                "the resource has no HTTP endpoint",
+                f"call {self.name}.with_http_endpoint() before with_http_health_check()",
+            )
+        self.replace_annotation(HealthCheckAnnotation("http", "http", path))
+        return self
+
+    def with_args(self, *args: str) -> ExecutableResource:
+        """Append command-line arguments."""
+        self.annotations.append(ArgsAnnotation(tuple(require_args(args, f"{self.name}.with_args"))))
+        return self
+
+
+class PythonAppResource(ExecutableResource):
+    """A Python script run with the app's own ``.venv`` when it has one."""
+
+    kind = "python-app"
+
+    def _resolve(self) -> list[str]:
+        cwd = self._working_directory()
+        script = cwd / self.command
+        if not script.is_file():
+            raise ApphostError(f"script {script} does not exist; fix add_python_app()")
+        return [python_interpreter(cwd), "-u", str(script)]
+
+
+class PythonModuleResource(ExecutableResource):
+    """``python -m package.module`` run with the app's own ``.venv`` when it has one."""
+
+    kind = "python-module"
+
+    def _resolve(self) -> list[str]:
+        cwd = self._working_directory()
+        return [python_interpreter(cwd), "-u", "-m", self.command]
+
+
+class UvicornAppResource(ExecutableResource):
+    """An ASGI app served by uvicorn (found in the app's ``.venv``, the app host's environment
+    or PATH) on an HTTP endpoint."""
+
+    kind = "uvicorn-app"
+
+    def __init__(
+        self, builder: DistributedApplicationBuilder, name: str, app: str, working_directory: str
+    ) -> None:
+        super().__init__(builder, name, "uvicorn", working_directory, [app])
+        self.annotations.append(EnvironmentAnnotation("UVICORN_HOST", "127.0.0.1"))
+        self.with_http_endpoint(env="UVICORN_PORT")
+
+    def _resolve(self) -> list[str]:
+        cwd = self._working_directory()
+        found = find_tool("uvicorn", cwd)
+        if found is None:
+            raise ApphostError(
+                f"uvicorn was not found in {cwd / '.venv'}, the app host's environment or on "
+                "PATH; install it (pip install uvicorn)"
+            )
+        return [found]
