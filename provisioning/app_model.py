@@ -1,8 +1,14 @@
 """Reading the Azure caches out of a built app, duck-typed.
 
-Kept apart from the provisioner so ``provisioning`` never imports the app model: any object
-with ``model.resources`` whose items look like ``AzureRedisResource`` works (tests use small
-stand-ins).
+Kept apart from the provisioner so ``provisioning`` never imports the app model. The contract
+a resource of ``app.model.resources`` meets to be provisioned as an Azure cache:
+
+- a callable ``to_azure_request()`` returning a :class:`provisioning.spec.AzureRedisRequest`
+  (resources without it are not Azure caches and are skipped);
+- a bool ``is_container``: True when run mode replaces the cache by a local container.
+
+Resources are never recognised by their class or its name, so any class meeting the contract
+works (tests use small stand-ins).
 """
 
 from __future__ import annotations
@@ -13,35 +19,26 @@ from typing import Any
 from .spec import AzureRedisRequest
 
 
-def is_azure_redis(resource: Any) -> bool:
-    """True for ``AzureRedisResource`` instances (checked by class name and attributes)."""
-    kinds = {cls.__name__ for cls in type(resource).__mro__}
-    if "AzureRedisResource" in kinds:
-        return True
-    return getattr(resource, "kind", None) == "azure-redis"
-
-
 def requests_from_app(app: Any, include_containers: bool = False) -> list[AzureRedisRequest]:
-    """One request per Azure cache of ``app``.
+    """One request per Azure cache of ``app``, in model order.
 
-    Caches with ``run_as_container()`` are skipped (run mode starts a local Redis for them)
+    Caches with ``is_container`` set are skipped (run mode starts a local container for them)
     unless ``include_containers`` (for commands that act on the Azure side regardless).
     """
     requests: list[AzureRedisRequest] = []
     for resource in getattr(app.model, "resources", []):
-        if not is_azure_redis(resource):
+        to_request = getattr(resource, "to_azure_request", None)
+        if not callable(to_request):
             continue
         if getattr(resource, "is_container", False) and not include_containers:
             continue
-        requests.append(
-            AzureRedisRequest(
-                resource_name=str(resource.name),
-                use_access_keys=bool(getattr(resource, "use_access_keys", False)),
-                existing_name=getattr(resource, "existing_name", None),
-                existing_resource_group=getattr(resource, "existing_resource_group", None),
-                infrastructure_callbacks=tuple(getattr(resource, "infrastructure_callbacks", [])),
+        request = to_request()
+        if not isinstance(request, AzureRedisRequest):
+            raise TypeError(
+                f"{type(resource).__name__}.to_azure_request() returned "
+                f"{type(request).__name__}, not provisioning.spec.AzureRedisRequest"
             )
-        )
+        requests.append(request)
     return requests
 
 

@@ -18,6 +18,7 @@ retry policy. Independent caches are provisioned on separate threads.
 
 from __future__ import annotations
 
+import enum
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -100,16 +101,35 @@ def format_elapsed(seconds: float) -> str:
     return f"{total // 60}m{total % 60:02d}s"
 
 
+class PlanAction(str, enum.Enum):
+    """What ``provision`` would do to a cache or its resource group.
+
+    The values are what ``apphost plan`` prints and puts in its JSON.
+    """
+
+    CREATE = "create"
+    UPDATE = "update"
+    NO_CHANGE = "no-change"
+    WAIT = "wait"  # a management operation is under way; provision waits for it
+    USE_EXISTING = "use-existing"  # an ``as_existing`` cache that exists
+    MISSING = "missing"  # an ``as_existing`` cache or a resource group we may not create
+    FAILED = "failed"  # Azure reports the cache as Failed
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @attrs.frozen
 class PlanItem:
-    """What ``provision`` would do to one cache."""
+    """What ``provision`` would do to one cache (and to its resource group, when needed)."""
 
     resource_name: str
     azure_name: str
     resource_group: str
-    action: str  # create | update | no-change | wait | use-existing | missing | failed
+    action: PlanAction
     changes: tuple[str, ...] = ()
-    resource_group_action: str | None = None  # "create" when the group would be created
+    #: CREATE when the group would be created, MISSING when it is absent and may not be.
+    resource_group_action: PlanAction | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -117,11 +137,11 @@ class PlanItem:
             "resource": self.resource_name,
             "name": self.azure_name,
             "resourceGroup": self.resource_group,
-            "action": self.action,
+            "action": self.action.value,
             "changes": list(self.changes),
         }
         if self.resource_group_action:
-            data["resourceGroupAction"] = self.resource_group_action
+            data["resourceGroupAction"] = self.resource_group_action.value
         return data
 
 
@@ -307,11 +327,6 @@ class Provisioner:
             existing=request.is_existing,
             principal_object_id=self.principal().object_id if needs_principal else None,
         )
-
-    def desired(self, request: AzureRedisRequest) -> DesiredCache:
-        """Validate a request and compute its desired state (names checked before any call)."""
-        target = self._target(request)
-        return self._assemble(request, target, request.build_spec(self.app_name))
 
     def _all_desired(self, requests: Iterable[AzureRedisRequest]) -> list[DesiredCache]:
         requests = list(requests)
@@ -720,32 +735,44 @@ class Provisioner:
         for d in desired:
             if d.existing:
                 cache = self._get_cache(d)
-                action = "use-existing" if cache is not None else "missing"
+                action = PlanAction.USE_EXISTING if cache is not None else PlanAction.MISSING
                 items.append(PlanItem(d.resource_name, d.azure_name, d.resource_group, action))
                 continue
             if group_exists is None:
                 group_exists = self._group_exists(d.resource_name)
             if not group_exists:
-                action_rg = "create" if self.settings.allow_resource_group_creation else "missing"
+                action_rg = (
+                    PlanAction.CREATE
+                    if self.settings.allow_resource_group_creation
+                    else PlanAction.MISSING
+                )
                 items.append(
                     PlanItem(
-                        d.resource_name, d.azure_name, d.resource_group, "create", (), action_rg
+                        d.resource_name,
+                        d.azure_name,
+                        d.resource_group,
+                        PlanAction.CREATE,
+                        (),
+                        action_rg,
                     )
                 )
                 continue
             cache = self._get_cache(d)
             if cache is None:
-                items.append(PlanItem(d.resource_name, d.azure_name, d.resource_group, "create"))
+                items.append(
+                    PlanItem(d.resource_name, d.azure_name, d.resource_group, PlanAction.CREATE)
+                )
                 continue
             state = _state_of(cache).lower()
             changes: tuple[str, ...] = ()
             if state == "failed":
-                action = "failed"
+                action = PlanAction.FAILED
             elif state in TRANSITIONAL:
-                action, changes = "wait", (f"provisioningState: {_state_of(cache)}",)
+                action, changes = PlanAction.WAIT, (f"provisioningState: {_state_of(cache)}",)
             else:
                 found = tuple(differences(d, cache) + self._zone_changes(d, cache))
-                action, changes = ("update" if found else "no-change"), found
+                action = PlanAction.UPDATE if found else PlanAction.NO_CHANGE
+                changes = found
             items.append(PlanItem(d.resource_name, d.azure_name, d.resource_group, action, changes))
         return items
 

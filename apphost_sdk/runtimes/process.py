@@ -1,7 +1,7 @@
 """The ``process`` runtime: a container resource run as a local child process instead.
 
 Used when no container engine is reachable (or with ``APPHOST_CONTAINER_RUNTIME=process``), for
-resource types that provide a recipe (Redis: ``redis-server`` with a generated config file). The
+resource types that provide a recipe (Redis: its server binary with a generated config file). The
 runtime allocates the port, lays out a private folder per resource and run (0700, removed at
 stop) and a folder per mount, writes the recipe's private files with mode 0600, and starts the
 process; it knows nothing of what the process is.

@@ -201,7 +201,7 @@ def test_run_as_container_uses_docker_and_wires_a_python_app(
         assert labels["apphost-sdk.creator-start"]
         assert labels["apphost-sdk.session"]
         assert labels["apphost-sdk.config-hash"]
-        assert labels["apphost-sdk.host-port"] == str(port)
+        assert json.loads(labels["apphost-sdk.host-port"]) == {"tcp": port}
         bindings = info["HostConfig"]["PortBindings"]["6379/tcp"]
         assert bindings == [{"HostIp": "127.0.0.1", "HostPort": str(port)}]
         [network] = _networks(api, apphost.app_id)

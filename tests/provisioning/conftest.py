@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +13,42 @@ import pytest
 
 from apphost_sdk.configuration import Configuration
 from provisioning.emulator.control import EmulatorProcess
+from provisioning.spec import AzureRedisRequest, CacheSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 SUBSCRIPTION = "11111111-2222-3333-4444-555555555555"
 CREATE_DELAY = 0.6
+
+
+class AzureCache:
+    """Stand-in for the app model's Azure cache: exactly the contract ``provisioning`` reads
+    (``to_azure_request()`` and ``is_container``), nothing recognised by class name."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        is_container: bool = False,
+        use_access_keys: bool = False,
+        existing_name: str | None = None,
+        existing_resource_group: str | None = None,
+        infrastructure_callbacks: list[Callable[[CacheSpec], None]] | None = None,
+    ) -> None:
+        self.name = name
+        self.is_container = is_container
+        self.use_access_keys = use_access_keys
+        self.existing_name = existing_name
+        self.existing_resource_group = existing_resource_group
+        self.infrastructure_callbacks = list(infrastructure_callbacks or [])
+
+    def to_azure_request(self) -> AzureRedisRequest:
+        return AzureRedisRequest(
+            resource_name=self.name,
+            use_access_keys=self.use_access_keys,
+            existing_name=self.existing_name,
+            existing_resource_group=self.existing_resource_group,
+            infrastructure_callbacks=tuple(self.infrastructure_callbacks),
+        )
 
 
 class Emulator(EmulatorProcess):

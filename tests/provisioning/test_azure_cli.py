@@ -2,34 +2,34 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from conftest import Emulator
+from conftest import AzureCache, Emulator
 
 from apphost_sdk.cli import azure_commands
+from apphost_sdk.cli.main import build_parser, main
 from provisioning.arm import create_clients
 from provisioning.credentials import EmulatorCredential
 from provisioning.settings import ProvisioningSettings
 
 
-class AzureRedisResource(SimpleNamespace):
-    """Stand-in with the attributes of apphost_sdk.model.resources.AzureRedisResource."""
+def cache(name: str, **kw: Any) -> AzureCache:
+    return AzureCache(name, **kw)
 
 
-def cache(name: str, **kw: Any) -> AzureRedisResource:
-    values = dict(
-        is_container=False,
-        use_access_keys=False,
-        existing_name=None,
-        existing_resource_group=None,
-        infrastructure_callbacks=[],
-    )
-    values.update(kw)
-    return AzureRedisResource(name=name, **values)
+def cli(app: Any, command: str, *flags: str) -> int:
+    """``apphost COMMAND apphost.py FLAGS`` on ``app``: parsed by the ``apphost`` parser (the
+    one parser of the command), then run by the command."""
+    args, config = build_parser().parse_known_args([command, "apphost.py", *flags])
+    assert config == []
+    run: Callable[[Any, argparse.Namespace], int] = getattr(azure_commands, command)
+    return run(app, args)
 
 
 def make_app(emulator: Emulator, tmp_path: Path, *resources: Any, **overrides: str) -> Any:
@@ -47,14 +47,14 @@ def test_plan_makes_no_write_and_reports_actions(
     emulator: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     app = make_app(emulator, tmp_path, cache("cache"), cache("kv", use_access_keys=True))
-    assert azure_commands.plan(app, ["--json"]) == 0
+    assert cli(app, "plan", "--json") == 0
     plan = json.loads(capsys.readouterr().out)["resources"]
     assert [(p["resource"], p["action"], p.get("resourceGroupAction")) for p in plan] == [
         ("cache", "create", "create"),
         ("kv", "create", "create"),
     ]
     assert emulator.writes() == []
-    assert azure_commands.provision(app, []) == 0
+    assert cli(app, "provision") == 0
     capsys.readouterr()
 
     def bigger(spec: Any) -> None:
@@ -62,7 +62,7 @@ def test_plan_makes_no_write_and_reports_actions(
 
     app.model.resources[0].infrastructure_callbacks.append(bigger)
     before = len(emulator.writes())
-    assert azure_commands.plan(app, []) == 0
+    assert cli(app, "plan") == 0
     out = capsys.readouterr().out
     assert "cache: update" in out and "sku: Basic C1 -> Basic C2" in out
     assert "kv: no-change" in out
@@ -73,14 +73,14 @@ def test_provision_json_hides_secrets_unless_asked(
     emulator: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     app = make_app(emulator, tmp_path, cache("cache"), cache("kv", use_access_keys=True))
-    assert azure_commands.provision(app, ["--json"]) == 0
+    assert cli(app, "provision", "--json") == 0
     captured = capsys.readouterr()
     data = json.loads(captured.out)["resources"]
     assert data["kv"]["connectionString"] == "***" and data["kv"]["primaryKey"] == "***"
     assert data["cache"]["connectionString"].endswith(".redis.cache.windows.net:6380,ssl=true")
     assert data["cache"]["authentication"] == "entraId"
     assert "cache: Provisioned" in captured.err
-    assert azure_commands.provision(app, ["--json", "--show-secrets"]) == 0
+    assert cli(app, "provision", "--json", "--show-secrets") == 0
     shown = json.loads(capsys.readouterr().out)["resources"]["kv"]
     assert shown["connectionString"].endswith(f",password={shown['primaryKey']}")
 
@@ -89,12 +89,12 @@ def test_provision_env_format(
     emulator: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     app = make_app(emulator, tmp_path, cache("my-cache", use_access_keys=True))
-    assert azure_commands.provision(app, ["--format", "env"]) == 0
+    assert cli(app, "provision", "--format", "env") == 0
     out = capsys.readouterr().out
     assert "MY_CACHE_HOST=" in out and "MY_CACHE_PORT=6380" in out
     assert "# ConnectionStrings__my-cache omitted (secret)" in out
     assert "password=" not in out
-    assert azure_commands.provision(app, ["--format", "env", "--show-secrets"]) == 0
+    assert cli(app, "provision", "--format", "env", "--show-secrets") == 0
     shown = capsys.readouterr().out
     assert "ConnectionStrings__my-cache=" in shown and ",password=" in shown
 
@@ -109,7 +109,7 @@ def test_provision_github_format_masks_and_writes_files(
     monkeypatch.setenv("GITHUB_OUTPUT", str(outputs))
     monkeypatch.setenv("GITHUB_ENV", str(env))
     app = make_app(emulator, tmp_path, cache("kv", use_access_keys=True))
-    assert azure_commands.provision(app, ["--format", "github"]) == 0
+    assert cli(app, "provision", "--format", "github") == 0
     out = capsys.readouterr().out
     lines = dict(line.split("=", 1) for line in outputs.read_text().splitlines())
     key = lines["kv_primary_key"]
@@ -127,7 +127,7 @@ def test_destroy_deletes_only_what_this_app_created(
     emulator: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     app = make_app(emulator, tmp_path, cache("cache"), cache("kv", use_access_keys=True))
-    assert azure_commands.provision(app, []) == 0
+    assert cli(app, "provision") == 0
     settings = ProvisioningSettings.from_configuration(app.configuration, "shop")
     clients = create_clients(settings, EmulatorCredential())
     from azure.mgmt.redis import models
@@ -145,9 +145,9 @@ def test_destroy_deletes_only_what_this_app_created(
     app.model.resources.append(cache("ref", existing_name="existing1"))
     capsys.readouterr()
 
-    assert azure_commands.destroy(app, []) == 1  # no --yes and no terminal: refuses
+    assert cli(app, "destroy") == 1  # no --yes and no terminal: refuses
     assert "pass --yes" in capsys.readouterr().err
-    assert azure_commands.destroy(app, ["--yes"]) == 0
+    assert cli(app, "destroy", "--yes") == 0
     out = capsys.readouterr().out
     left = sorted(
         c.name for c in clients.redis.redis.list_by_resource_group(settings.resource_group)
@@ -175,7 +175,7 @@ def test_failures_exit_nonzero_with_one_line(
 ) -> None:
     emulator.fault(fault)
     app = make_app(emulator, tmp_path, cache("cache"))
-    assert azure_commands.provision(app, ["--json"]) == 1
+    assert cli(app, "provision", "--json") == 1
     captured = capsys.readouterr()
     assert captured.out == ""
     last = captured.err.strip().splitlines()[-1]
@@ -187,12 +187,50 @@ def test_missing_configuration_and_bad_arguments(
 ) -> None:
     app = make_app(emulator, tmp_path, cache("cache"))
     app.configuration = type(app.configuration)({})
-    assert azure_commands.plan(app, []) == 1
+    assert cli(app, "plan") == 1
     err = capsys.readouterr().err
     assert "Azure__SubscriptionId" in err and "Azure__Location" in err
     assert len(err.strip().splitlines()) == 1
-    assert azure_commands.provision(app, ["--format", "xml"]) == 2
+    assert cli(app, "provision", "--json", "--format", "env") == 2
+    assert capsys.readouterr().err == "apphost provision: --json and --format are exclusive\n"
+    # A bad flag is refused by the parser, in one line, before the app host runs.
+    app_host = tmp_path / "apphost.py"
+    app_host.write_text("raise SystemExit('the app host must not run')\n")
+    assert main(["provision", str(app_host), "--format", "xml"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and len(captured.err.splitlines()) == 1
+    assert captured.err.startswith("apphost provision: argument --format: invalid choice: 'xml'")
     assert emulator.requests() == []
+
+
+def test_each_command_has_one_parser_for_help_and_for_parsing(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    flags = {
+        "plan": ["--json"],
+        "provision": ["--json", "--format", "--show-secrets"],
+        "destroy": ["--yes"],
+    }
+    for command, expected in flags.items():
+        with pytest.raises(SystemExit) as exited:
+            main([command, "--help"])
+        assert exited.value.code == 0
+        shown = capsys.readouterr().out
+        assert shown.startswith(f"usage: apphost {command} ")
+        assert all(flag in shown for flag in expected), (command, shown)
+        assert "-- --help" not in shown
+    # Whatever the command's parser does not know is configuration for the app host, in order
+    # (no abbreviations: --form is not --format).
+    args, config = build_parser().parse_known_args(
+        ["provision", "app.py", "--Azure:Location", "westus", "--json", "--form=x", "--A:B=1"]
+    )
+    assert (args.apphost, args.json, args.format, args.show_secrets) == (
+        "app.py",
+        True,
+        None,
+        False,
+    )
+    assert config == ["--Azure:Location", "westus", "--form=x", "--A:B=1"]
 
 
 def test_destroy_lists_once_and_ctrl_d_at_the_prompt_means_no(
@@ -202,7 +240,7 @@ def test_destroy_lists_once_and_ctrl_d_at_the_prompt_means_no(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     app = make_app(emulator, tmp_path, cache("cache"))
-    assert azure_commands.provision(app, []) == 0
+    assert cli(app, "provision") == 0
     settings = ProvisioningSettings.from_configuration(app.configuration, "shop")
     clients = create_clients(settings, EmulatorCredential())
 
@@ -212,14 +250,14 @@ def test_destroy_lists_once_and_ctrl_d_at_the_prompt_means_no(
     monkeypatch.setattr("sys.stdin.isatty", lambda: True)
     monkeypatch.setattr("builtins.input", eof)
     capsys.readouterr()
-    assert azure_commands.destroy(app, []) == 1
+    assert cli(app, "destroy") == 1
     captured = capsys.readouterr()
     assert "Nothing deleted." in captured.out and "Traceback" not in captured.err
     assert len(list(clients.redis.redis.list_by_resource_group(settings.resource_group))) == 1
 
     monkeypatch.setattr("builtins.input", lambda prompt="": "y")
     listings = emulator.count("GET", suffix="/providers/Microsoft.Cache/redis")
-    assert azure_commands.destroy(app, []) == 0
+    assert cli(app, "destroy") == 0
     assert emulator.count("GET", suffix="/providers/Microsoft.Cache/redis") == listings + 1
     assert list(clients.redis.redis.list_by_resource_group(settings.resource_group)) == []
     clients.close()

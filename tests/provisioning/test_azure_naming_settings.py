@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
+from conftest import AzureCache
 
 from apphost_sdk.configuration import Configuration
 from apphost_sdk.errors import ConfigurationError
@@ -163,31 +164,14 @@ def test_spec_defaults_callbacks_and_validation() -> None:
 
 
 def test_requests_from_a_duck_typed_app() -> None:
-    class AzureRedisResource(SimpleNamespace):
-        pass
-
     def cb(spec: CacheSpec) -> None:
         spec.capacity = 2
 
     app = SimpleNamespace(
         model=SimpleNamespace(
             resources=[
-                AzureRedisResource(
-                    name="cache",
-                    is_container=False,
-                    use_access_keys=True,
-                    existing_name=None,
-                    existing_resource_group=None,
-                    infrastructure_callbacks=[cb],
-                ),
-                AzureRedisResource(
-                    name="local",
-                    is_container=True,
-                    use_access_keys=False,
-                    existing_name=None,
-                    existing_resource_group=None,
-                    infrastructure_callbacks=[],
-                ),
+                AzureCache("cache", use_access_keys=True, infrastructure_callbacks=[cb]),
+                AzureCache("local", is_container=True),
                 SimpleNamespace(name="api"),
             ]
         )
@@ -196,6 +180,42 @@ def test_requests_from_a_duck_typed_app() -> None:
     assert [r.resource_name for r in requests] == ["cache"]
     assert requests[0].use_access_keys and requests[0].build_spec("a").capacity == 2
     assert len(requests_from_app(app, include_containers=True)) == 2
+
+
+def test_resources_are_recognised_by_contract_not_by_class_name() -> None:
+    class AzureRedisResource(SimpleNamespace):
+        """Named like the model class, but without ``to_azure_request``: not a cache."""
+
+    app = SimpleNamespace(
+        model=SimpleNamespace(
+            resources=[
+                AzureRedisResource(name="by-name", kind="azure-redis", is_container=False),
+                SimpleNamespace(name="not-callable", to_azure_request=None, is_container=False),
+                SimpleNamespace(
+                    name="any-class",
+                    is_container=False,
+                    to_azure_request=lambda: AzureRedisRequest("any-class"),
+                ),
+            ]
+        )
+    )
+    assert [r.resource_name for r in requests_from_app(app)] == ["any-class"]
+
+
+def test_a_request_of_the_wrong_type_is_a_clear_error() -> None:
+    wrong = SimpleNamespace(name="cache", is_container=False, to_azure_request=lambda: "cache")
+    app = SimpleNamespace(model=SimpleNamespace(resources=[wrong]))
+    with pytest.raises(TypeError, match=r"returned str, not provisioning\.spec\.AzureRedisRequest"):
+        requests_from_app(app)
+
+
+def test_a_container_cache_is_not_asked_for_a_request_in_run_mode() -> None:
+    class Local(AzureCache):
+        def to_azure_request(self) -> AzureRedisRequest:
+            raise AssertionError("run mode replaces this cache by a container")
+
+    app = SimpleNamespace(model=SimpleNamespace(resources=[Local("local", is_container=True)]))
+    assert requests_from_app(app) == []
 
 
 @pytest.mark.parametrize(

@@ -381,15 +381,30 @@ def test_configure_infrastructure_callbacks_run_once_per_provision(
     request = AzureRedisRequest("cache", infrastructure_callbacks=(count,))
     run(emulator, state_dir, request)
     assert calls == ["Basic"]
-    from provisioning.provisioner import Provisioner
+    from provisioning.provisioner import PlanAction, Provisioner
 
     settings = ProvisioningSettings.from_configuration(emulator.settings(), APP)
     provisioner = Provisioner(settings, state_dir, APP)
     try:
-        assert [item.action for item in provisioner.plan([request])] == ["no-change"]
+        assert [item.action for item in provisioner.plan([request])] == [PlanAction.NO_CHANGE]
     finally:
         provisioner.close()
     assert calls == ["Basic", "Basic"]
+
+
+def test_plan_actions_are_typed_and_print_as_their_values() -> None:
+    from provisioning.provisioner import PlanAction, PlanItem
+
+    item = PlanItem("cache", "cache-x", "rg", PlanAction.NO_CHANGE, (), PlanAction.CREATE)
+    assert json.dumps(item.to_dict()) == (
+        '{"resource": "cache", "name": "cache-x", "resourceGroup": "rg", "action": "no-change", '
+        '"changes": [], "resourceGroupAction": "create"}'
+    )
+    assert "resourceGroupAction" not in PlanItem("c", "n", "rg", PlanAction.WAIT).to_dict()
+    assert [str(a) for a in PlanAction] == [
+        "create", "update", "no-change", "wait", "use-existing", "missing", "failed"
+    ]  # fmt: skip
+    assert f"{PlanAction.USE_EXISTING}" == "use-existing" and PlanAction.UPDATE == "update"
 
 
 def test_redis_configuration_is_kept_out_of_the_spec_repr() -> None:
