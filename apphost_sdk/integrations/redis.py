@@ -276,13 +276,15 @@ class RedisResource(ContainerResource):
     def server_arguments(self) -> list[str]:
         """The non-secret ``redis-server`` arguments: the save policy and ``with_args``.
 
-        Without persistence snapshots are off (``--save ""``) on every runtime alike.
+        Without ``with_persistence`` Redis keeps its own default save policy on every runtime
+        alike (as the official image does), so a persistent container keeps its data across a
+        restart.
         """
-        if self.persistence is None:
-            save = ""
-        else:
-            save = f"{self.persistence.interval_seconds} {self.persistence.keys_changed_threshold}"
-        return ["--save", save, *self._server_args]
+        save: list[str] = []
+        if self.persistence is not None:
+            p = self.persistence
+            save = ["--save", f"{p.interval_seconds} {p.keys_changed_threshold}"]
+        return [*save, *self._server_args]
 
     def _container_args(self) -> list[str]:
         """``-c 'exec redis-server --requirepass "$REDIS_PASSWORD" ...'`` for ``/bin/sh``.
@@ -403,9 +405,7 @@ def render_config(
         'logfile ""',
         f"dir {_quote(str(data_dir))}",
     ]
-    if persistence is None:
-        lines.append('save ""')
-    else:
+    if persistence is not None:
         lines.append(f"save {persistence.interval_seconds} {persistence.keys_changed_threshold}")
     if password:
         lines.append(f"requirepass {_quote(password)}")

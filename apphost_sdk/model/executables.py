@@ -188,7 +188,14 @@ class UvicornAppResource(ExecutableResource):
     ) -> None:
         super().__init__(builder, name, "uvicorn", working_directory, [app])
         self.annotations.append(EnvironmentAnnotation("UVICORN_HOST", "127.0.0.1"))
-        self.with_http_endpoint(env="UVICORN_PORT")
+        self.with_http_endpoint()
+
+    def with_http_endpoint(
+        self, port: int | None = None, env: str = "UVICORN_PORT"
+    ) -> ExecutableResource:
+        """The HTTP port uvicorn listens on (a free one unless ``port``), handed over in
+        ``UVICORN_PORT``, which uvicorn reads itself."""
+        return super().with_http_endpoint(port, env)
 
     def _resolve(self) -> list[str]:
         cwd = self._working_directory()

@@ -10,6 +10,7 @@ from .annotations import (
     ArgsAnnotation,
     ConnectionStringAnnotation,
     ContainerImageAnnotation,
+    ContainerRuntimeArgsAnnotation,
     DockerfileBuildAnnotation,
     EndpointAnnotation,
     ExecutableAnnotation,
@@ -18,6 +19,7 @@ from .annotations import (
 )
 from .names import env_prefix, name_problem
 from .resources import ConnectionStringResource, ParameterResource, Resource
+from .runtime_args import parse_runtime_args
 from .values import EndpointReference, template_parameters
 
 if TYPE_CHECKING:
@@ -238,6 +240,10 @@ def _container_problems(builder: DistributedApplicationBuilder) -> list[str]:
                         f"{r.name} binds {m.source} to {m.target}, but {m.source} does not "
                         "exist: create it or fix with_bind_mount()"
                     )
+        for a in r.annotations_of(ContainerRuntimeArgsAnnotation):
+            problems += [
+                f"{r.name}.with_container_runtime_args: {p}" for p in parse_runtime_args(a.args)[1]
+            ]
         build = r.annotation(DockerfileBuildAnnotation)
         if build is not None:
             if not build.context.is_dir():

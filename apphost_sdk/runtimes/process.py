@@ -115,7 +115,8 @@ class ProcessRuntime:
                 if not port_is_free(spec.host_port):
                     raise ResourceStartError(
                         f"{spec.resource_name}: host port {spec.host_port} is already in use on "
-                        "127.0.0.1; stop what uses it or choose another port (with_host_port() or the endpoint's port=)"
+                        "127.0.0.1; stop what uses it or choose another port (with_host_port() "
+                        "or the endpoint's port=)"
                     )
                 port = spec.host_port
             else:

@@ -422,7 +422,7 @@ def test_auto_with_an_engine_that_cannot_get_the_stock_image_falls_back_to_proce
         assert _redis(*_cache(app)).ping()
     out = capfd.readouterr().out
     assert "0.0-apphost-missing is not available locally" in out
-    assert "redis-server processes instead" in out
+    assert "cache run as local processes instead" in out
 
 
 def test_a_custom_image_that_cannot_be_had_is_never_silently_replaced(
