@@ -19,6 +19,7 @@ from typing import Any
 from .errors import ApphostError
 from .model.names import slug
 from .runtimes.process_identity import process_alive
+from .status import phase_of
 
 #: Written by a running app host; read by ``apphost start/status/stop``.
 STATUS_FILE = "status.json"
@@ -85,7 +86,8 @@ def running_status(state_dir: Path) -> dict[str, Any] | None:
     or reboot is never taken for the app host (and never signalled).
     """
     status = read_json(state_dir / STATUS_FILE)
-    if not isinstance(status, dict) or status.get("phase") not in ("starting", "ready"):
+    phase = phase_of(status)
+    if not isinstance(status, dict) or phase is None or not phase.is_running:
         return None
     pid, start = status.get("pid"), status.get("pidStart")
     if not isinstance(pid, int) or not isinstance(start, str) or not start:

@@ -14,6 +14,7 @@ from typing import Any
 from ..errors import ApphostError
 from ..runtimes.process_identity import process_alive, process_start_time
 from ..state import LOG_FILE, STATUS_FILE, app_identity, ensure_directory, read_json, state_root
+from ..status import AppPhase, phase_of
 
 
 def state_dir_for(app_host: Path) -> Path:
@@ -118,9 +119,9 @@ def wait_ready(
     while time.monotonic() < deadline:
         status = read_status(state_dir)
         if status and status.get("pid") == proc.pid:
-            if status.get("phase") == "ready":
+            if phase_of(status) is AppPhase.READY:
                 return True, status, ""
-            if status.get("phase") == "failed":
+            if phase_of(status) is AppPhase.FAILED:
                 proc.wait(30)
                 return False, status, str(status.get("error") or "the app failed to start")
         if proc.poll() is not None:

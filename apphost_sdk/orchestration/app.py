@@ -21,6 +21,7 @@ from ..model.builder import DistributedApplicationBuilder, register_app_factory
 from ..model.resources import Resource
 from ..runtimes.process_identity import process_start_time
 from ..state import AppState, app_identity, running_status, state_root, write_private
+from ..status import AppPhase, AppStatus, ResourceStatus
 from .console import Reporter, make_reporter
 from .orchestrator import Orchestrator
 from .states import ResourceSnapshot
@@ -100,7 +101,7 @@ class DistributedApplication:
         self._status_seq = 0
         self._pid_start = process_start_time(os.getpid())
         self._status_written = 0
-        self._phase = "built"
+        self._phase = AppPhase.BUILT
         self._error: str | None = None
 
     # -- programmatic use ---------------------------------------------------------------
@@ -126,14 +127,14 @@ class DistributedApplication:
             )
         self._reporter = make_reporter(self.masker, quiet=quiet)
         self._orchestrator = Orchestrator(self, self._reporter, self.masker, self._write_status)
-        self._phase = "starting"
+        self._phase = AppPhase.STARTING
         self._write_status()
         try:
             self._orchestrator.start()
             ready = self._orchestrator.wait_until_settled(timeout)
         except BaseException as exc:  # never leave a half-started app (or a "starting" status)
             if not isinstance(exc, KeyboardInterrupt):
-                self._phase = "failed"
+                self._phase = AppPhase.FAILED
                 self._error = str(exc)
             self.stop()
             raise
@@ -147,11 +148,11 @@ class DistributedApplication:
                 ]
                 failures = f"not ready after {timeout:g} s: {', '.join(waiting)} still not healthy"
             self._error = failures
-            self._phase = "failed"
+            self._phase = AppPhase.FAILED
             self._write_status()
             self.stop()
             raise ResourceStartError(failures)
-        self._phase = "ready"
+        self._phase = AppPhase.READY
         self._write_status()
         if not quiet:
             self._reporter.info("all resources are running; press Ctrl-C to stop")
@@ -162,15 +163,15 @@ class DistributedApplication:
         orch = self._orchestrator
         if orch is None:
             return
-        if self._phase != "failed":
-            self._phase = "stopping"
+        if self._phase is not AppPhase.FAILED:
+            self._phase = AppPhase.STOPPING
         self._write_status()
         try:
             orch.stop()
         finally:
             self._orchestrator = None
-            if self._phase != "failed":
-                self._phase = "stopped"
+            if self._phase is not AppPhase.FAILED:
+                self._phase = AppPhase.STOPPED
             self._write_status()
             if self._reporter is not None:
                 self._reporter.close()
@@ -262,20 +263,18 @@ class DistributedApplication:
                 item = snap.to_json()
                 if snap.message:
                     item["message"] = self.masker.mask(snap.message)
-                item["injects"] = injected
-                item["injectsMasked"] = self.masker.mask_mapping(injected)
-                resources.append(item)
-        return {
-            "app": self.app_name,
-            "appId": self.app_id,
-            "appHost": str(self.builder.app_host_path),
-            "pid": os.getpid(),
-            "pidStart": self._pid_start,
-            "phase": self._phase,
-            "error": self.masker.mask(self._error) if self._error else None,
-            "updated": _dt.datetime.now(_dt.timezone.utc).isoformat(),
-            "resources": resources,
-        }
+                resources.append(ResourceStatus(item, injected, self.masker.mask_mapping(injected)))
+        return AppStatus(
+            app=self.app_name,
+            app_id=self.app_id,
+            app_host=str(self.builder.app_host_path),
+            pid=os.getpid(),
+            pid_start=self._pid_start,
+            phase=self._phase,
+            error=self.masker.mask(self._error) if self._error else None,
+            updated=_dt.datetime.now(_dt.timezone.utc).isoformat(),
+            resources=resources,
+        ).to_json()
 
     def _write_status(self) -> None:
         # Build the status before taking the file lock (it takes the orchestrator's lock, which
