@@ -220,12 +220,11 @@ class ProvisioningAnnotation(Annotation):
 @attrs.frozen
 class ProvisionedConnection:
     """What provisioning produced: the environment a reference injects (by connection name),
-    the endpoint to show, the secrets to mask, and an optional data-plane health probe."""
+    the endpoint to show, and the secrets to mask."""
 
     environment: Callable[[str], Mapping[str, str]] = attrs.field(eq=False)
     endpoint: str
     secrets: tuple[str, ...] = attrs.field(default=(), repr=False)
-    probe: Callable[[], bool] | None = attrs.field(default=None, eq=False)
 
 
 @attrs.frozen

@@ -68,13 +68,3 @@ class RedisEndpoint:
         if self.password:
             env[f"{prefix}_PASSWORD"] = self.password
         return env
-
-
-def connection_string_environment(connection_name: str, value: str) -> dict[str, str]:
-    """The variables injected for a plain connection-string resource."""
-    return {f"ConnectionStrings__{connection_name}": value}
-
-
-def service_environment(name: str, url: str) -> dict[str, str]:
-    """The service-discovery variable injected for a referenced HTTP endpoint (Aspire's form)."""
-    return {f"services__{name}__http__0": url}

@@ -580,8 +580,10 @@ class Orchestrator:
         rec.runtime = self._engine.name
         self._set(rec, State.STARTING)
         env = self.injected_environment(rec.resource, in_container=True)
-        rec.environment = dict(env)
         spec = self._container_spec(rec, env)
+        # What it starts with, as for an executable: references, with_environment, the
+        # endpoints' port variables and the environment callbacks (a tool's RI_REDIS_*).
+        rec.environment = dict(spec.environment)
         try:
             handle = self._engine.start(spec, lambda s, line: self._on_line(rec, s, line))
         except ApphostError as exc:

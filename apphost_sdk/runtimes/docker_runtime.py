@@ -121,9 +121,10 @@ def container_name(spec: ContainerSpec) -> str:
     return _docker_name(spec.app_name, spec.resource_name, suffix)
 
 
-def network_name(app_name: str, session_id: str) -> str:
-    """The run's network."""
-    return _docker_name("apphost", app_name, session_id[:8])
+def network_name(app_id: str, session_id: str) -> str:
+    """The run's network: unique per app (id: name and hash) and run, so two app hosts in
+    folders of the same name never share one."""
+    return _docker_name("apphost", app_id, session_id[:8])
 
 
 def volume_name(spec: ContainerSpec, mount: MountSpec) -> str:
@@ -540,7 +541,7 @@ class DockerRuntime(ContainerRuntime):
         with self._lock:
             if key in self._networks:
                 return self._networks[key]
-            name = network_name(app_name, session_id)
+            name = network_name(app_id, session_id)
             labels = {
                 MANAGED: "true",
                 KIND: "network",
@@ -553,7 +554,11 @@ class DockerRuntime(ContainerRuntime):
             import docker
 
             try:
-                self.api.create_network(name, driver="bridge", labels=labels)
+                # The engine accepts a second network of the same name unless told to check,
+                # and a name that matches two networks can no longer be used.
+                self.api.create_network(
+                    name, driver="bridge", labels=labels, check_duplicate=True
+                )
             except docker.errors.APIError as exc:
                 if exc.status_code != 409:
                     raise
@@ -748,7 +753,8 @@ class DockerRuntime(ContainerRuntime):
             )
             self._remove(str(existing["Id"]))
             return self._create_and_start(spec, network, on_line, fixed, changed=["host port"])
-        changed = changed_fields(labels.get(CONFIG), spec)
+        # Same hash but unreadable ports: a label of an older format, say so, not "()".
+        changed = changed_fields(labels.get(CONFIG), spec) or ["host port (unreadable label)"]
         self._announce(
             f"{spec.resource_name}: configuration changed ({', '.join(changed)}); "
             "recreating its persistent container"

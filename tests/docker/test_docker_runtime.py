@@ -1,4 +1,5 @@
-"""The Docker runtime against a real engine: security, ports, persistence, data, network, logs."""
+"""The Docker runtime against a real engine, running Redis as the orchestrator specifies it
+(``redis_spec``): security, ports, persistence, data, network, logs."""
 
 from __future__ import annotations
 
@@ -14,21 +15,24 @@ import pytest
 import redis
 
 from apphost_sdk.errors import ResourceStartError
-from apphost_sdk.runtimes.base import ContainerSpec, Persistence
+from apphost_sdk.integrations.redis import Persistence, redis_ping
+from apphost_sdk.runtimes.base import ContainerSpec, MountSpec
 from apphost_sdk.runtimes.docker_runtime import (
     APP_ID,
     CONFIG_HASH,
     CREATOR_PID,
     CREATOR_START,
     ENV_NAMES,
+    HOST_PORT,
     LIFETIME,
     RESOURCE,
     SESSION,
     DockerHandle,
     DockerRuntime,
+    network_name,
     process_start_time,
 )
-from apphost_sdk.runtimes.health import free_port, redis_ping
+from apphost_sdk.runtimes.health import free_port
 
 PASSWORD = "Sup3rSecretPassw0rdXYZ"
 MakeRuntime = Callable[[], DockerRuntime]
@@ -57,10 +61,18 @@ def ignore(stream: str, line: str) -> None:
     """A log sink that drops lines."""
 
 
+def aliases_on_run_network(api: Any, spec: ContainerSpec, container_id: str) -> list[str] | None:
+    """The container's DNS aliases on the run's network (None: not connected to it)."""
+    networks = api.inspect_container(container_id)["NetworkSettings"]["Networks"]
+    endpoint = networks.get(network_name(spec.app_id, spec.session_id))
+    return None if endpoint is None else list(endpoint.get("Aliases") or [])
+
+
 def test_password_only_in_env_never_in_args_or_labels(
-    make_runtime: MakeRuntime, make_spec: MakeSpec, api: Any
+    make_runtime: MakeRuntime, redis_spec: MakeSpec, api: Any
 ) -> None:
-    spec = make_spec(password=PASSWORD, environment={"TOKEN": "tok-value-123"})
+    spec = redis_spec(password=PASSWORD, environment={"TOKEN": "tok-value-123"})
+    assert spec.environment == {"REDIS_PASSWORD": PASSWORD, "TOKEN": "tok-value-123"}
     handle = make_runtime().start(spec, ignore)
     wait_healthy(handle, PASSWORD)
     info = api.inspect_container(handle.container_id)
@@ -87,11 +99,11 @@ def test_password_only_in_env_never_in_args_or_labels(
 
 
 def test_labels_identify_app_resource_session_and_creator(
-    make_runtime: MakeRuntime, make_spec: MakeSpec, api: Any, app_id: str
+    make_runtime: MakeRuntime, redis_spec: MakeSpec, api: Any, app_id: str
 ) -> None:
     import os
 
-    spec = make_spec(environment={"B_VAR": "secret-b", "A_VAR": "secret-a"})
+    spec = redis_spec(environment={"B_VAR": "secret-b", "A_VAR": "secret-a"})
     handle = make_runtime().start(spec, ignore)
     labels = api.inspect_container(handle.container_id)["Config"]["Labels"]
     assert labels[APP_ID] == app_id
@@ -102,48 +114,49 @@ def test_labels_identify_app_resource_session_and_creator(
     assert labels[CREATOR_PID] == str(os.getpid())
     assert labels[CREATOR_START] == process_start_time(os.getpid()) != ""
     assert labels[ENV_NAMES] == "A_VAR,B_VAR"
+    assert json.loads(labels[HOST_PORT]) == {"tcp": handle.host_port}
     assert "secret-a" not in json.dumps(labels)
 
 
 def test_port_published_on_loopback_only(
-    make_runtime: MakeRuntime, make_spec: MakeSpec, api: Any
+    make_runtime: MakeRuntime, redis_spec: MakeSpec, api: Any
 ) -> None:
-    handle = make_runtime().start(make_spec(), ignore)
+    handle = make_runtime().start(redis_spec(), ignore)
     wait_healthy(handle, None)
     bindings = api.inspect_container(handle.container_id)["HostConfig"]["PortBindings"]
     assert bindings == {"6379/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(handle.host_port)}]}
 
 
-def test_fixed_port_is_used(make_runtime: MakeRuntime, make_spec: MakeSpec) -> None:
+def test_fixed_port_is_used(make_runtime: MakeRuntime, redis_spec: MakeSpec) -> None:
     port = free_port()
-    handle = make_runtime().start(make_spec(host_port=port), ignore)
+    handle = make_runtime().start(redis_spec(host_port=port), ignore)
     assert handle.host_port == port
     wait_healthy(handle, None)
 
 
 def test_taken_fixed_port_is_reported_before_create(
-    make_runtime: MakeRuntime, make_spec: MakeSpec, api: Any, app_id: str
+    make_runtime: MakeRuntime, redis_spec: MakeSpec, api: Any, app_id: str
 ) -> None:
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", 0))
         blocker.listen()
         port = blocker.getsockname()[1]
         with pytest.raises(ResourceStartError, match=rf"host port {port}\b.*with_host_port"):
-            make_runtime().start(make_spec(host_port=port), ignore)
+            make_runtime().start(redis_spec(host_port=port), ignore)
     assert containers_of(api, app_id) == []
 
 
 def test_failed_start_removes_the_created_container(
-    make_runtime: MakeRuntime, make_spec: MakeSpec, api: Any, app_id: str, tmp_path: Path
+    make_runtime: MakeRuntime, redis_spec: MakeSpec, api: Any, app_id: str, tmp_path: Path
 ) -> None:
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("a file cannot be mounted on /data")
     with pytest.raises(ResourceStartError, match=r"'cache'.*did not start"):
-        make_runtime().start(make_spec(bind_mount=str(not_a_dir)), ignore)
+        make_runtime().start(redis_spec(bind_mount=str(not_a_dir)), ignore)
     assert containers_of(api, app_id) == []
 
 
-def test_logs_are_streamed_line_by_line(make_runtime: MakeRuntime, make_spec: MakeSpec) -> None:
+def test_logs_are_streamed_line_by_line(make_runtime: MakeRuntime, redis_spec: MakeSpec) -> None:
     lines: list[tuple[str, str]] = []
     ready = threading.Event()
 
@@ -152,7 +165,7 @@ def test_logs_are_streamed_line_by_line(make_runtime: MakeRuntime, make_spec: Ma
         if "Ready to accept connections" in line:
             ready.set()
 
-    handle = make_runtime().start(make_spec(), sink)
+    handle = make_runtime().start(redis_spec(), sink)
     assert ready.wait(20), lines
     assert all("\n" not in line for _, line in lines)
     assert handle.exit_code() is None
@@ -161,12 +174,13 @@ def test_logs_are_streamed_line_by_line(make_runtime: MakeRuntime, make_spec: Ma
 
 
 def test_stop_removes_session_container_and_close_removes_network(
-    make_runtime: MakeRuntime, make_spec: MakeSpec, api: Any, app_id: str
+    make_runtime: MakeRuntime, redis_spec: MakeSpec, api: Any, app_id: str
 ) -> None:
     runtime = make_runtime()
-    spec = make_spec()
+    spec = redis_spec()
     handle = runtime.start(spec, ignore)
-    assert handle.network_host == "cache"
+    # Created on the run's network under its resource name: resolvable from its first instant.
+    assert "cache" in (aliases_on_run_network(api, spec, handle.container_id) or [])
     handle.stop(grace_seconds=5)
     assert containers_of(api, app_id) == []
     runtime.close()
@@ -174,14 +188,13 @@ def test_stop_removes_session_container_and_close_removes_network(
 
 
 def test_other_containers_reach_a_resource_by_name_on_the_run_network(
-    make_runtime: MakeRuntime, make_spec: MakeSpec
+    make_runtime: MakeRuntime, redis_spec: MakeSpec
 ) -> None:
     runtime = make_runtime()
     session = "net" + "0" * 29
-    primary = runtime.start(make_spec(session_id=session), ignore)
-    assert (primary.network_host, primary.network_port) == ("cache", 6379)
-    replica_spec = make_spec(
-        session_id=session, resource_name="replica", args=("--replicaof", "cache", "6379")
+    primary = runtime.start(redis_spec(session_id=session), ignore)
+    replica_spec = redis_spec(
+        session_id=session, resource_name="replica", server_args=("--replicaof", "cache", "6379")
     )
     replica = runtime.start(replica_spec, ignore)
     wait_healthy(replica, None)
@@ -197,15 +210,15 @@ def test_other_containers_reach_a_resource_by_name_on_the_run_network(
 
 
 def test_data_volume_survives_stop_and_next_run(
-    make_runtime: MakeRuntime, make_spec: MakeSpec, api: Any
+    make_runtime: MakeRuntime, redis_spec: MakeSpec, api: Any
 ) -> None:
-    spec = make_spec(password=PASSWORD, data_volume="", persistence=Persistence(60, 1))
+    spec = redis_spec(password=PASSWORD, data_volume="", persistence=Persistence(60, 1))
     first = make_runtime().start(spec, ignore)
     wait_healthy(first, PASSWORD)
     client(first, PASSWORD).set("kept", "yes")
     first.stop(grace_seconds=10)
 
-    second_spec = make_spec(password=PASSWORD, data_volume="", persistence=Persistence(60, 1))
+    second_spec = redis_spec(password=PASSWORD, data_volume="", persistence=Persistence(60, 1))
     second = make_runtime().start(second_spec, ignore)
     assert second.container_id != first.container_id
     wait_healthy(second, PASSWORD)
@@ -215,50 +228,63 @@ def test_data_volume_survives_stop_and_next_run(
 
 
 def test_bind_mount_keeps_data_on_the_host(
-    make_runtime: MakeRuntime, make_spec: MakeSpec, tmp_path: Path
+    make_runtime: MakeRuntime, redis_spec: MakeSpec, tmp_path: Path
 ) -> None:
     data = tmp_path / "redis-data"
-    first = make_runtime().start(make_spec(bind_mount=str(data)), ignore)
+    first = make_runtime().start(redis_spec(bind_mount=str(data)), ignore)
     wait_healthy(first, None)
     client(first, None).set("kept", "on-host")
     first.stop(grace_seconds=10)
     assert (data / "dump.rdb").exists()
-    second = make_runtime().start(make_spec(bind_mount=str(data)), ignore)
+    second = make_runtime().start(redis_spec(bind_mount=str(data)), ignore)
     wait_healthy(second, None)
     assert client(second, None).get("kept") == b"on-host"
 
 
 def test_persistent_container_is_reused_across_runs(
-    make_runtime: MakeRuntime, make_spec: MakeSpec, api: Any, app_id: str
+    make_runtime: MakeRuntime, redis_spec: MakeSpec, api: Any, app_id: str
 ) -> None:
-    first = make_runtime().start(make_spec(password=PASSWORD, lifetime="persistent"), ignore)
+    first_spec = redis_spec(password=PASSWORD, lifetime="persistent")
+    first = make_runtime().start(first_spec, ignore)
     wait_healthy(first, PASSWORD)
     client(first, PASSWORD).set("in-memory", "1")
+    # Created on the default bridge (it outlives the run), then joined to the run's network.
+    first.wait_attached()
+    networks = api.inspect_container(first.container_id)["NetworkSettings"]["Networks"]
+    assert "bridge" in networks
+    assert "cache" in (aliases_on_run_network(api, first_spec, first.container_id) or [])
 
     # A second run while it is still running: the same container, untouched.
-    running = make_runtime().start(make_spec(password=PASSWORD, lifetime="persistent"), ignore)
+    running_spec = redis_spec(password=PASSWORD, lifetime="persistent")
+    running = make_runtime().start(running_spec, ignore)
     assert running.reused
     assert (running.container_id, running.host_port) == (first.container_id, first.host_port)
     assert client(running, PASSWORD).get("in-memory") == b"1"
 
-    # Stopped at the end of a run: kept, then restarted (not recreated) by the next one.
+    # Stopped at the end of a run: kept (detached from that run's network), then restarted
+    # (not recreated) by the next one.
     running.stop(grace_seconds=5)
     kept = containers_of(api, app_id)
     assert [c["State"] for c in kept] == ["exited"]
-    restarted = make_runtime().start(make_spec(password=PASSWORD, lifetime="persistent"), ignore)
+    assert aliases_on_run_network(api, running_spec, running.container_id) is None
+    restarted_spec = redis_spec(password=PASSWORD, lifetime="persistent")
+    restarted = make_runtime().start(restarted_spec, ignore)
     assert restarted.reused
     assert restarted.container_id == first.container_id
     assert restarted.host_port == first.host_port
     wait_healthy(restarted, PASSWORD)
-    assert restarted.network_host == "cache"
+    restarted.wait_attached()
+    assert "cache" in (aliases_on_run_network(api, restarted_spec, restarted.container_id) or [])
 
 
 def test_changed_configuration_recreates_and_says_what_changed(
-    make_runtime: MakeRuntime, make_spec: MakeSpec, announce: list[str], api: Any, app_id: str
+    make_runtime: MakeRuntime, redis_spec: MakeSpec, announce: list[str], api: Any, app_id: str
 ) -> None:
-    first = make_runtime().start(make_spec(password=PASSWORD, lifetime="persistent"), ignore)
+    first = make_runtime().start(redis_spec(password=PASSWORD, lifetime="persistent"), ignore)
     wait_healthy(first, PASSWORD)
-    changed_spec = make_spec(password=PASSWORD, lifetime="persistent", args=("--maxmemory", "64mb"))
+    changed_spec = redis_spec(
+        password=PASSWORD, lifetime="persistent", server_args=("--maxmemory", "64mb")
+    )
     second = make_runtime().start(changed_spec, ignore)
     assert second.container_id != first.container_id
     assert second.changed == ("args",)
@@ -267,21 +293,22 @@ def test_changed_configuration_recreates_and_says_what_changed(
     wait_healthy(second, PASSWORD)
     assert client(second, PASSWORD).config_get("maxmemory")["maxmemory"] == str(64 * 1024**2)
     assert [c["Id"] for c in containers_of(api, app_id)] == [second.container_id]
-    new_password = make_spec(password="An0therPassw0rd", lifetime="persistent")
+    new_password = redis_spec(password="An0therPassw0rd", lifetime="persistent")
     third = make_runtime().start(new_password, ignore)
-    assert set(third.changed) == {"args", "password"}
+    # The password lives in the environment: that is the setting named, never its value.
+    assert set(third.changed) == {"args", "environment"}
     assert not any("An0therPassw0rd" in line or PASSWORD in line for line in announce)
 
 
 def test_stopped_persistent_whose_dynamic_port_was_taken_moves_to_a_new_port(
-    make_runtime: MakeRuntime, make_spec: MakeSpec, announce: list[str]
+    make_runtime: MakeRuntime, redis_spec: MakeSpec, announce: list[str]
 ) -> None:
-    first = make_runtime().start(make_spec(lifetime="persistent"), ignore)
+    first = make_runtime().start(redis_spec(lifetime="persistent"), ignore)
     first.stop(grace_seconds=5)
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", first.host_port))
         squatter.listen()
-        second = make_runtime().start(make_spec(lifetime="persistent"), ignore)
+        second = make_runtime().start(redis_spec(lifetime="persistent"), ignore)
     assert second.host_port != first.host_port
     assert second.changed == ("host port",)
     assert any(f"port {first.host_port}" in line for line in announce)
@@ -300,6 +327,8 @@ def test_app_hosts_in_folders_of_the_same_name_share_no_container_or_volume(
 ) -> None:
     from apphost_sdk.runtimes.docker_runtime import container_name, volume_name
 
+    data = MountSpec(None, "/data")
+
     def spec(app_id: str) -> ContainerSpec:
         return ContainerSpec(
             app_id=app_id,
@@ -309,10 +338,12 @@ def test_app_hosts_in_folders_of_the_same_name_share_no_container_or_volume(
             image="redis",
             tag="7",
             state_dir=tmp_path,
-            data_volume="",
+            mounts=(data,),
             lifetime="persistent",
         )
 
     a, b = spec("quickstart-1111111111"), spec("quickstart-2222222222")
     assert container_name(a) != container_name(b)
-    assert volume_name(a) != volume_name(b)
+    assert volume_name(a, data) != volume_name(b, data)
+    assert volume_name(a, data) == "quickstart-1111111111-cache-data"
+    assert volume_name(a, MountSpec("named", "/data")) == "named"

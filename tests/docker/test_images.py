@@ -9,27 +9,28 @@ import pytest
 
 from apphost_sdk.errors import ImageUnavailableError
 from apphost_sdk.runtimes.base import ContainerSpec
-from apphost_sdk.runtimes.docker_runtime import DockerRuntime, _follow_pull
+from apphost_sdk.runtimes.docker_runtime import APP_ID, DockerRuntime, _follow_pull
 
 
 def test_local_image_is_used_without_pulling(
     make_runtime: Callable[[], DockerRuntime], make_spec: Callable[..., ContainerSpec]
 ) -> None:
     progress: list[str] = []
-    make_runtime().prepare([make_spec(), make_spec(resource_name="other")], progress.append)
+    refs = [make_spec().image_ref, make_spec(resource_name="other").image_ref]
+    make_runtime().prepare(refs, progress.append)
     assert progress == []
 
 
 def test_unknown_image_names_it_and_suggests_with_image(
     make_runtime: Callable[[], DockerRuntime], make_spec: Callable[..., ContainerSpec]
 ) -> None:
-    specs = [
-        make_spec(image="apphost-test/does-not-exist", tag="1"),
-        make_spec(image="apphost-test/also-missing", tag="2", resource_name="b"),
+    refs = [
+        make_spec(image="apphost-test/does-not-exist", tag="1").image_ref,
+        make_spec(image="apphost-test/also-missing", tag="2", resource_name="b").image_ref,
     ]
     progress: list[str] = []
     with pytest.raises(ImageUnavailableError) as info:
-        make_runtime().prepare(specs, progress.append)
+        make_runtime().prepare(refs, progress.append)
     message = str(info.value)
     assert "apphost-test/does-not-exist:1" in message
     assert "apphost-test/also-missing:2" in message
@@ -58,3 +59,16 @@ def test_pull_progress_is_reported() -> None:
     ]
     _follow_pull("redis:8.6", iter(events), lines.append)
     assert lines == ["pulling redis:8.6: 2.0 / 4.0 MB"]
+
+
+def test_start_of_an_unavailable_image_is_a_clear_error(
+    make_runtime: Callable[[], DockerRuntime],
+    make_spec: Callable[..., ContainerSpec],
+    api: Any,
+    app_id: str,
+) -> None:
+    lines: list[tuple[str, str]] = []
+    spec = make_spec(image="apphost-test/does-not-exist", tag="3")
+    with pytest.raises(ImageUnavailableError, match=r"apphost-test/does-not-exist:3.*with_image"):
+        make_runtime().start(spec, lambda stream, line: lines.append((stream, line)))
+    assert api.containers(all=True, filters={"label": [f"{APP_ID}={app_id}"]}) == []

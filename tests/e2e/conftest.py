@@ -202,3 +202,88 @@ def write_file(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(textwrap.dedent(text), encoding="utf-8")
     return path
+
+
+# --------------------------------------------------------------------------- generic containers
+#
+# Shared by test_generic_containers.py and test_integration_extension.py: the other offline test
+# images, an app-host folder per test (so each test has its own app id, and relative paths
+# resolve against that folder as they do for a user's apphost.py), and clean-up of what the
+# engine keeps for an app (containers, networks, volumes, images built from a Dockerfile).
+
+KV_IMAGE = "apphost-test/kv:1"
+RECORDER_IMAGE = "apphost-test/recorder:1"
+COMMANDER_IMAGE = "apphost-test/redis-commander:1"
+EXTRA_IMAGE_SCRIPTS = (
+    "build_kv_image.sh",
+    "build_recorder_image.sh",
+    "build_redis_commander_image.sh",
+)
+
+
+@pytest.fixture(scope="session")
+def _extra_images_or_reason(_engine_or_reason: Engine | str) -> str | None:
+    """Build the kv, recorder and Redis Commander test images once (each script returns at
+    once when its image exists); None, or why they cannot be had."""
+    if isinstance(_engine_or_reason, str):
+        return _engine_or_reason
+    for script in EXTRA_IMAGE_SCRIPTS:
+        problem = _docker._run_script(script)
+        if problem is not None:
+            return problem
+    return None
+
+
+@pytest.fixture
+def extra_images(engine: Engine, _extra_images_or_reason: str | None) -> None:
+    """The engine with apphost-test/kv:1, apphost-test/recorder:1 and
+    apphost-test/redis-commander:1 (fails, never skips, when they cannot be built)."""
+    if _extra_images_or_reason is not None:
+        _docker._unavailable(_extra_images_or_reason)
+
+
+#: An app host file whose builder the test configures (``create_builder`` takes the calling
+#: file as the app host, so the builder's app host path is this file).
+APP_FOLDER_HOST = """
+    from apphost_sdk import DistributedApplication
+
+
+    def create(args):
+        return DistributedApplication.create_builder(args)
+"""
+
+
+class AppFolder:
+    """An app host folder of its own; ``builder()`` is ``create_builder`` called from its
+    ``apphost.py``."""
+
+    def __init__(self, folder: Path) -> None:
+        from apphost_sdk.state import app_identity
+
+        self.folder = folder
+        self.path = write_file(folder / "apphost.py", APP_FOLDER_HOST)
+        self.app_name, self.app_id = app_identity(self.path)
+
+    def builder(self, *args: str) -> Any:
+        import runpy
+
+        return runpy.run_path(str(self.path))["create"](list(args))
+
+
+def remove_app_everything(api: Any, app_id: str) -> None:
+    """Remove every container, network, volume and built image labelled with ``app_id``."""
+    from apphost_sdk.runtimes.cleanup import remove_app_objects
+
+    remove_app_objects(api, app_id, True)
+    for image in api.images(filters={"label": f"apphost-sdk.app-id={app_id}"}):
+        for ref in image.get("RepoTags") or [image["Id"]]:
+            with contextlib.suppress(Exception):
+                api.remove_image(ref, force=True)
+
+
+@pytest.fixture
+def app_folder(tmp_path: Path, engine: Engine) -> Iterator[AppFolder]:
+    """An app host folder in ``tmp_path``; what the engine keeps for it is removed afterwards."""
+    folder = AppFolder(tmp_path / "app")
+    yield folder
+    remove_app_everything(engine.client.api, folder.app_id)
