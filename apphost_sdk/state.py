@@ -11,14 +11,14 @@ import json
 import os
 import secrets
 import string
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
 
 from .errors import ApphostError
+from .files import read_json, write_private
 from .model.names import slug
-from .runtimes.process_identity import process_alive
+from .process_identity import process_alive
 from .status import phase_of
 
 #: Written by a running app host; read by ``apphost start/status/stop``.
@@ -48,35 +48,6 @@ def app_identity(app_host_path: Path) -> tuple[str, str]:
     name = slug(resolved.parent.name if resolved.suffix == ".py" else resolved.name)
     digest = hashlib.sha256(str(resolved).encode()).hexdigest()[:10]
     return name, f"{name}-{digest}"
-
-
-def write_private(path: Path, text: str, mode: int = 0o600, durable: bool = False) -> None:
-    """Write ``text`` to ``path`` atomically (temp file + rename) with ``mode``; ``durable``
-    also syncs it to disk first, for records a crash must not leave half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            if durable:
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def read_json(path: Path) -> Any:
-    """Read a JSON file, or return None when it is missing or unreadable."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 def running_status(state_dir: Path) -> dict[str, Any] | None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from apphost_sdk.state import read_json, write_private
+from apphost_sdk.files import read_json, write_private
 
 from .outputs import CacheOutputs
 

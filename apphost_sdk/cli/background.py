@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ApphostError
-from ..runtimes.process_identity import process_alive, process_start_time
+from ..process_identity import process_alive, process_start_time
 from ..state import LOG_FILE, STATUS_FILE, app_identity, ensure_directory, read_json, state_root
 from ..status import AppPhase, phase_of
 

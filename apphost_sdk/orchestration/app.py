@@ -19,7 +19,7 @@ from ..errors import ApphostError, ResourceStartError
 from ..masking import SecretMasker
 from ..model.builder import DistributedApplicationBuilder, register_app_factory
 from ..model.resources import Resource
-from ..runtimes.process_identity import process_start_time
+from ..process_identity import process_start_time
 from ..state import AppState, app_identity, running_status, state_root, write_private
 from ..status import AppPhase, AppStatus, ResourceStatus
 from .console import Reporter, make_reporter

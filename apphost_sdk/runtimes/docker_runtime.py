@@ -37,10 +37,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ImageUnavailableError, ResourceStartError
+from ..process_identity import process_alive, process_start_time
 from .base import ContainerHandle, ContainerRuntime, ContainerSpec, LineSink, MountSpec
 from .engines import Engine
 from .health import free_port, port_is_free
-from .process_identity import process_alive, process_start_time
 
 log = logging.getLogger(__name__)
 
@@ -445,12 +445,23 @@ class DockerRuntime(ContainerRuntime):
                 raise ImageUnavailableError("\n".join(str(f) for f in failures))
 
     def host_gateway(self) -> str | None:
-        """The default bridge's gateway address (what ``host-gateway`` maps to)."""
+        """The default bridge's gateway address (what ``host-gateway`` maps to).
+
+        The engine lists it only when it was configured explicitly; otherwise it is the
+        first address of the bridge's IPv4 subnet, as the engine assigns it.
+        """
         if self._gateway is None:
             with contextlib.suppress(Exception):
-                config = self.api.inspect_network("bridge")["IPAM"]["Config"]
+                config = self.api.inspect_network("bridge")["IPAM"]["Config"] or []
                 self._gateway = next(
                     (c["Gateway"] for c in config if c.get("Gateway") and ":" not in c["Gateway"]),
+                    None,
+                ) or next(
+                    (
+                        _first_host(c["Subnet"])
+                        for c in config
+                        if c.get("Subnet") and ":" not in c["Subnet"]
+                    ),
                     None,
                 )
         return self._gateway
@@ -556,9 +567,7 @@ class DockerRuntime(ContainerRuntime):
             try:
                 # The engine accepts a second network of the same name unless told to check,
                 # and a name that matches two networks can no longer be used.
-                self.api.create_network(
-                    name, driver="bridge", labels=labels, check_duplicate=True
-                )
+                self.api.create_network(name, driver="bridge", labels=labels, check_duplicate=True)
             except docker.errors.APIError as exc:
                 if exc.status_code != 409:
                     raise
@@ -596,7 +605,8 @@ class DockerRuntime(ContainerRuntime):
             if not port_is_free(port):
                 raise ResourceStartError(
                     f"resource {spec.resource_name!r}: host port {port} on 127.0.0.1 is already "
-                    "in use; stop what listens there or choose another port for it (with_host_port() or the endpoint's port=)"
+                    "in use; stop what listens there or choose another port for it "
+                    "(with_host_port() or the endpoint's port=)"
                 )
 
     def _create_and_start(
@@ -912,6 +922,13 @@ def _follow_pull(ref: str, events: Any, progress: Callable[[str], None]) -> None
             done = sum(c for c, _ in layers.values())
             total = sum(t for _, t in layers.values())
             progress(f"pulling {ref}: {done / 1e6:.1f} / {total / 1e6:.1f} MB")
+
+
+def _first_host(subnet: str) -> str:
+    """The first host address of an IPv4 subnet (``172.17.0.0/16`` gives ``172.17.0.1``)."""
+    import ipaddress
+
+    return str(next(ipaddress.ip_network(subnet, strict=False).hosts()))
 
 
 def _fixed_ports(spec: ContainerSpec) -> dict[str, int]:

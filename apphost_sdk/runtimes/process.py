@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 from ..errors import ResourceStartError
-from ..state import write_private
+from ..files import write_private
+from ..process_identity import process_alive, process_start_time
 from .base import ContainerHandle, LineSink, ProcessSpec
 from .health import free_port, port_is_free
-from .process_identity import process_alive, process_start_time
 from .subprocesses import ManagedProcess, spawn
 
 #: How long a fresh process may take to say it is ready before it counts as started anyway.
