@@ -118,6 +118,19 @@ def optional_port(value: object, where: str, what: str = "port", example: int = 
     return value
 
 
+def require_url_path(value: object, where: str) -> str:
+    """A URL path such as ``/health``: starting with ``/``, no white space."""
+    fix = "pass a path such as '/health'"
+    path = require_str(value, where, "path", fix)
+    if not path.startswith("/") or any(c.isspace() for c in path):
+        raise wrong_value(
+            where,
+            f"{short_repr(path)} is not a URL path (it must start with '/' and have no spaces)",
+            fix,
+        )
+    return path
+
+
 def require_timedelta(value: object, where: str, what: str, example: str) -> timedelta:
     """A ``datetime.timedelta`` (a bare number would leave the unit unclear)."""
     if not isinstance(value, timedelta):

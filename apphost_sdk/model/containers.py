@@ -34,6 +34,7 @@ from .arguments import (
     require_env_name,
     require_path,
     require_str,
+    require_url_path,
     short_repr,
     wrong_type,
     wrong_value,
@@ -293,14 +294,7 @@ class ContainerResource(Resource):
     def with_http_health_check(self: C, path: str = "/health", endpoint: str = "http") -> C:
         """Count it healthy only when ``GET path`` on ``endpoint`` answers 2xx."""
         where = f"{self.name}.with_http_health_check"
-        fix = "pass a path such as '/health'"
-        path = require_str(path, where, "path", fix)
-        if not path.startswith("/") or any(c.isspace() for c in path):
-            raise wrong_value(
-                where,
-                f"{short_repr(path)} is not a URL path (it must start with '/' and have no spaces)",
-                fix,
-            )
+        path = require_url_path(path, where)
         endpoint = require_str(endpoint, where, "endpoint", "pass an endpoint name, e.g. 'http'")
         self.annotations.append(HealthCheckAnnotation("http", endpoint, path))
         return self

@@ -25,8 +25,7 @@ from .arguments import (
     optional_port,
     require_args,
     require_env_name,
-    require_str,
-    short_repr,
+    require_url_path,
     wrong_value,
 )
 from .resources import Resource
@@ -131,14 +130,7 @@ class ExecutableResource(Resource):
     def with_http_health_check(self, path: str = "/health") -> ExecutableResource:
         """Count it healthy only when ``GET path`` on its HTTP endpoint answers 2xx."""
         where = f"{self.name}.with_http_health_check"
-        fix = "pass a path such as '/health'"
-        path = require_str(path, where, "path", fix)
-        if not path.startswith("/") or any(c.isspace() for c in path):
-            raise wrong_value(
-                where,
-                f"{short_repr(path)} is not a URL path (it must start with '/' and have no spaces)",
-                fix,
-            )
+        path = require_url_path(path, where)
         if self.http_endpoint is None:
             raise wrong_value(
                 where,

@@ -13,34 +13,15 @@ set -eu
 
 IMAGE="${APPHOST_KV_IMAGE:-apphost-test/kv:1}"
 
-if docker image inspect "$IMAGE" >/dev/null 2>&1 && [ "${1:-}" != "--force" ]; then
-    exit 0
-fi
+. "$(dirname "$0")/rootfs.sh"
+image_is_built "$IMAGE" "$@"
 START="$(date +%s)"
 
-SUDO=""
-if [ "$(id -u)" != "0" ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo -n"; fi
-
 if [ ! -x /usr/bin/memcached ]; then
-    echo "build_kv_image.sh: installing Debian's memcached" >&2
-    $SUDO apt-get update -qq >/dev/null 2>&1 || true
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq memcached >/dev/null
+    apt_install memcached
 fi
 
-WORK="$(mktemp -d)"
-trap 'rm -rf "$WORK"' EXIT
-ROOT="$WORK/rootfs"
-mkdir -p "$ROOT/usr/bin" "$ROOT/bin" "$ROOT/tmp" "$ROOT/etc"
-chmod 1777 "$ROOT/tmp"
-
-# Copy a binary and every shared library ldd lists, keeping their paths.
-copy_with_libs() {
-    cp -L "$1" "$ROOT$2"
-    ldd "$1" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^\//) print $i }' | while read -r lib; do
-        mkdir -p "$ROOT$(dirname "$lib")"
-        cp -L "$lib" "$ROOT$lib"
-    done
-}
+new_rootfs
 
 copy_with_libs /usr/bin/memcached /usr/bin/memcached
 copy_with_libs /bin/dash /bin/sh

@@ -17,13 +17,9 @@ set -eu
 
 IMAGE="${APPHOST_RECORDER_IMAGE:-apphost-test/recorder:1}"
 
-if docker image inspect "$IMAGE" >/dev/null 2>&1 && [ "${1:-}" != "--force" ]; then
-    exit 0
-fi
+. "$(dirname "$0")/rootfs.sh"
+image_is_built "$IMAGE" "$@"
 START="$(date +%s)"
-
-SUDO=""
-if [ "$(id -u)" != "0" ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo -n"; fi
 
 # busybox-static's binary is /bin/busybox (the non-static busybox package has the same path, so
 # check that it is the static one: `file` may be missing, so ask ldd).
@@ -31,16 +27,11 @@ busybox_is_static() {
     [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1
 }
 if ! busybox_is_static || [ ! -x /usr/bin/tini-static ]; then
-    echo "build_recorder_image.sh: installing Debian's busybox-static and tini" >&2
-    $SUDO apt-get update -qq >/dev/null 2>&1 || true
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq busybox-static tini >/dev/null
+    apt_install busybox-static tini
 fi
 
-WORK="$(mktemp -d)"
-trap 'rm -rf "$WORK"' EXIT
-ROOT="$WORK/rootfs"
-mkdir -p "$ROOT/bin" "$ROOT/usr/bin" "$ROOT/tmp" "$ROOT/etc" "$ROOT/www"
-chmod 1777 "$ROOT/tmp"
+new_rootfs
+mkdir -p "$ROOT/www"
 chmod 0777 "$ROOT/www"
 
 cp -L /bin/busybox "$ROOT/bin/busybox"

@@ -25,13 +25,9 @@ set -eu
 IMAGE="${APPHOST_REDIS_COMMANDER_IMAGE:-apphost-test/redis-commander:1}"
 VERSION="${APPHOST_REDIS_COMMANDER_VERSION:-0.9.0}"
 
-if docker image inspect "$IMAGE" >/dev/null 2>&1 && [ "${1:-}" != "--force" ]; then
-    exit 0
-fi
+. "$(dirname "$0")/rootfs.sh"
+image_is_built "$IMAGE" "$@"
 START="$(date +%s)"
-
-SUDO=""
-if [ "$(id -u)" != "0" ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo -n"; fi
 
 # What must be installed: Debian's names for node/npm, the static busybox and tini-static.
 missing=""
@@ -41,18 +37,13 @@ command -v npm >/dev/null 2>&1 || missing="$missing npm"
 if [ ! -x /bin/busybox ] || ldd /bin/busybox >/dev/null 2>&1; then missing="$missing busybox-static"; fi
 [ -x /usr/bin/tini-static ] || missing="$missing tini"
 if [ -n "$missing" ]; then
-    echo "build_redis_commander_image.sh: installing Debian's$missing" >&2
-    $SUDO apt-get update -qq >/dev/null 2>&1 || true
     # shellcheck disable=SC2086
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+    apt_install $missing
 fi
 
-WORK="$(mktemp -d)"
-trap 'rm -rf "$WORK"' EXIT
-ROOT="$WORK/rootfs"
+new_rootfs
 APP="$ROOT/redis-commander"
-mkdir -p "$ROOT/bin" "$ROOT/usr/bin" "$ROOT/tmp" "$ROOT/etc" "$WORK/npm"
-chmod 1777 "$ROOT/tmp"
+mkdir -p "$WORK/npm"
 
 # The package and its production dependencies (the npm cache makes a rebuild quick).
 (
@@ -77,14 +68,6 @@ rm -rf "$APP/test" "$APP/k8s" "$APP/sbom.json"
 # The entrypoint writes config/local-production.json (from REDIS_HOSTS) as user 10000.
 chmod 0777 "$APP/config"
 
-# Copy a binary and every shared library ldd lists, keeping their paths.
-copy_with_libs() {
-    cp -L "$1" "$ROOT$2"
-    ldd "$1" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^\//) print $i }' | while read -r lib; do
-        mkdir -p "$ROOT$(dirname "$lib")"
-        cp -L "$lib" "$ROOT$lib"
-    done
-}
 copy_with_libs /usr/bin/node /usr/bin/node
 
 cp -L /bin/busybox "$ROOT/bin/busybox"

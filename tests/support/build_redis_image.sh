@@ -9,34 +9,17 @@ set -eu
 
 IMAGE="${APPHOST_TEST_IMAGE:-apphost-test/redis:7}"
 
-if docker image inspect "$IMAGE" >/dev/null 2>&1 && [ "${1:-}" != "--force" ]; then
-    exit 0
-fi
+. "$(dirname "$0")/rootfs.sh"
+image_is_built "$IMAGE" "$@"
 
-SUDO=""
-if [ "$(id -u)" != "0" ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo -n"; fi
 
 if [ ! -x /usr/bin/redis-server ]; then
-    echo "build_redis_image.sh: installing Debian's redis-server" >&2
-    $SUDO apt-get update -qq >/dev/null 2>&1 || true
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+    apt_install redis-server
 fi
 
-WORK="$(mktemp -d)"
-trap 'rm -rf "$WORK"' EXIT
-ROOT="$WORK/rootfs"
-mkdir -p "$ROOT/usr/bin" "$ROOT/bin" "$ROOT/data" "$ROOT/tmp" "$ROOT/etc"
-chmod 1777 "$ROOT/tmp"
+new_rootfs
+mkdir -p "$ROOT/data"
 chmod 0777 "$ROOT/data"
-
-# Copy a binary and every shared library ldd lists, keeping their paths.
-copy_with_libs() {
-    cp -L "$1" "$ROOT$2"
-    ldd "$1" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^\//) print $i }' | while read -r lib; do
-        mkdir -p "$ROOT$(dirname "$lib")"
-        cp -L "$lib" "$ROOT$lib"
-    done
-}
 
 copy_with_libs /usr/bin/redis-server /usr/bin/redis-server
 copy_with_libs /bin/dash /bin/sh
