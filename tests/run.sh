@@ -21,6 +21,12 @@ fi
 echo "== container engine"
 sh tests/support/start_dockerd.sh
 sh tests/support/build_redis_image.sh
+# The other offline test images (tests/e2e/test_generic_containers.py and
+# test_integration_extension.py): memcached, a recorder standing in for Redis Insight, and the
+# real Redis Commander (from npm). Each script returns at once when its image exists.
+sh tests/support/build_kv_image.sh
+sh tests/support/build_recorder_image.sh
+sh tests/support/build_redis_commander_image.sh
 
 echo "== python environment (.venv)"
 PY="${PYTHON:-python3}"

@@ -194,7 +194,7 @@ class RedisResource(ContainerResource):
             "pass a folder such as 'data' (relative to the app host) or an absolute path",
         )
         self.replace_annotation(
-            MountAnnotation(self._resolve(p), DATA_DIR, "bind"),
+            MountAnnotation(self._resolve(p), DATA_DIR, "bind", create=True),
             same=MountAnnotation,
             target=DATA_DIR,
         )

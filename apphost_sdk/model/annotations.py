@@ -108,12 +108,14 @@ class EnvironmentCallbackAnnotation(Annotation):
 @attrs.frozen
 class MountAnnotation(Annotation):
     """A volume (``source`` is its name; None derives one per app and resource) or a bind mount
-    (``source`` is an absolute path on this machine)."""
+    (``source`` is an absolute path on this machine; ``create`` makes a missing folder instead
+    of reporting it, for a resource type's own data folder)."""
 
     source: str | None
     target: str
     kind: MountKind = "volume"
     read_only: bool = False
+    create: bool = False
 
 
 @attrs.frozen

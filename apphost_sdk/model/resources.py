@@ -215,9 +215,18 @@ class Resource:
         return []
 
     def dependencies(self) -> list[Resource]:
-        """Resources this one must wait for, through waits and references."""
+        """Resources this one must wait for: through waits, references, and endpoints given as
+        environment values (known only once their resource runs)."""
+        endpoints = [
+            v.resource for v in self.environment.values() if isinstance(v, EndpointReference)
+        ]
         out: list[Resource] = []
-        for target in [*(w.target for w in self.waits), *(r.target for r in self.references)]:
+        targets = [
+            *(w.target for w in self.waits),
+            *(r.target for r in self.references),
+            *endpoints,
+        ]
+        for target in targets:
             if target not in out:
                 out.append(target)
         return out

@@ -53,6 +53,8 @@ def parse_runtime_args(args: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
                 f"container runtime option {flag!r} is not supported; use one of "
                 f"{', '.join(SUPPORTED)}"
             )
+            if value is None and i < len(items) and not items[i].startswith("-"):
+                i += 1  # its value, not another option
             continue
         if value is None:
             if i >= len(items):

@@ -14,6 +14,7 @@ from .annotations import (
     DockerfileBuildAnnotation,
     EndpointAnnotation,
     ExecutableAnnotation,
+    HealthCheckAnnotation,
     MountAnnotation,
     RunAsAnnotation,
 )
@@ -235,7 +236,7 @@ def _container_problems(builder: DistributedApplicationBuilder) -> list[str]:
             if m.kind == "bind" and m.source is not None:
                 from pathlib import Path
 
-                if not Path(m.source).exists() and m.target != "/data":
+                if not m.create and not Path(m.source).exists():
                     problems.append(
                         f"{r.name} binds {m.source} to {m.target}, but {m.source} does not "
                         "exist: create it or fix with_bind_mount()"
@@ -255,6 +256,13 @@ def _container_problems(builder: DistributedApplicationBuilder) -> list[str]:
                 problems.append(
                     f"{r.name}: {build.context / build.dockerfile} does not exist: add a "
                     "Dockerfile there or pass dockerfile= to add_dockerfile()"
+                )
+        for check in r.annotations_of(HealthCheckAnnotation):
+            if check.endpoint not in names:
+                problems.append(
+                    f"{r.name} has a health check on endpoint {check.endpoint!r}, which it does "
+                    "not have: pass endpoint= one of: "
+                    f"{', '.join(sorted(names)) or 'none (add an endpoint first)'}"
                 )
         cs = r.annotation(ConnectionStringAnnotation)
         if cs is not None:

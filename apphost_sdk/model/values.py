@@ -132,6 +132,16 @@ class ProcessContext:
 _FIELD = re.compile(r"^(host|port|param:[A-Za-z][A-Za-z0-9-]*)$")
 
 
+def _fields(template: str) -> list[str]:
+    """The placeholders of a template, whole (``str.format`` parses ``{param:x}`` as the field
+    ``param`` with the format spec ``x``)."""
+    return [
+        f if not spec else f"{f}:{spec}"
+        for _, f, spec, _ in string.Formatter().parse(template)
+        if f is not None
+    ]
+
+
 def template_problem(template: str) -> str | None:
     """Why ``template`` is not a valid connection-string template, or None.
 
@@ -139,7 +149,7 @@ def template_problem(template: str) -> str | None:
     braces.
     """
     try:
-        fields = [f for _, f, spec, conv in string.Formatter().parse(template) if f is not None]
+        fields = _fields(template)
     except ValueError as exc:
         return f"{template!r} is not a valid template ({exc}); write literal braces as {{{{ }}}}"
     for f in fields:
@@ -154,10 +164,10 @@ def template_problem(template: str) -> str | None:
 def template_parameters(template: str) -> list[str]:
     """The parameter names a template uses (``{param:NAME}``)."""
     try:
-        parsed = list(string.Formatter().parse(template))
+        fields = _fields(template)
     except ValueError:
         return []
-    return [f[6:] for _, f, _, _ in parsed if f is not None and f.startswith("param:")]
+    return [f[6:] for f in fields if f.startswith("param:")]
 
 
 def render_template(
@@ -166,10 +176,11 @@ def render_template(
     """Fill a template with the endpoint as the consumer reaches it and parameter values
     (``parameter(name)``)."""
     out: list[str] = []
-    for literal, field, _, _ in string.Formatter().parse(template):
+    for literal, name, spec, _ in string.Formatter().parse(template):
         out.append(literal)
-        if field is None:
+        if name is None:
             continue
+        field = f"{name}:{spec}" if spec else name
         if field == "host":
             out.append(endpoint.host_for_url)
         elif field == "port":

@@ -337,15 +337,19 @@ class Orchestrator:
         return env
 
     def injected_environment(self, r: Resource, in_container: bool = False) -> dict[str, str]:
-        """The variables this resource receives from references and ``with_environment``."""
+        """The variables this resource receives from references and ``with_environment`` (its
+        own and, for a run-mode stand-in, the stand-in's)."""
         env: dict[str, str] = {}
-        for ref in r.references:
-            env.update(
-                self.reference_environment(ref.target.name, ref.connection_name, in_container)
-            )
+        run_as = r.annotation(RunAsAnnotation)
+        sources = [r] if run_as is None else [r, run_as.resource]
         context = self.context(in_container)
-        for k, v in r.environment.items():
-            env[k] = context.value(v)
+        for source in sources:
+            for ref in source.references:
+                env.update(
+                    self.reference_environment(ref.target.name, ref.connection_name, in_container)
+                )
+            for k, v in source.environment.items():
+                env[k] = context.value(v)
         return env
 
     def _arguments(self, r: Resource, context: ReferenceContext) -> list[str] | None:
@@ -532,6 +536,13 @@ class Orchestrator:
         r = rec.resource
         items: list[tuple[Resource, Wait | None, bool]] = [(w.target, w, False) for w in r.waits]
         items += [(ref.target, None, ref.optional) for ref in r.references]
+        # An endpoint given as a value (``with_environment("X", other.get_endpoint(...))``) is
+        # known only once ``other`` has started, as with a reference; a run-mode stand-in's
+        # own dependencies count too.
+        stand_in = rec.runs.dependencies() if rec.runs is not rec.resource else []
+        for target in [*r.dependencies(), *stand_in]:
+            if all(target is not t for t, _, _ in items):
+                items.append((target, None, False))
         if not items:
             return True
         self._set(rec, State.WAITING)
@@ -653,7 +664,10 @@ class Orchestrator:
     def _container_consumers(self, rec: _Record) -> bool:
         """True when a container of the app references or waits for ``rec``."""
         for other in self._records.values():
-            if other.is_container and rec.resource in other.resource.dependencies():
+            if other.is_container and (
+                rec.resource in other.resource.dependencies()
+                or rec.resource in other.runs.dependencies()
+            ):
                 return True
         return False
 

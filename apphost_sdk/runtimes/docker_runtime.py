@@ -445,7 +445,8 @@ class DockerRuntime(ContainerRuntime):
                 raise ImageUnavailableError("\n".join(str(f) for f in failures))
 
     def host_gateway(self) -> str | None:
-        """The default bridge's gateway address (what ``host-gateway`` maps to).
+        """The default bridge's gateway address (what ``host-gateway`` maps to), when it is an
+        address of this machine (not with a remote engine, a VM or rootless networking).
 
         The engine lists it only when it was configured explicitly; otherwise it is the
         first address of the bridge's IPv4 subnet, as the engine assigns it.
@@ -453,7 +454,7 @@ class DockerRuntime(ContainerRuntime):
         if self._gateway is None:
             with contextlib.suppress(Exception):
                 config = self.api.inspect_network("bridge")["IPAM"]["Config"] or []
-                self._gateway = next(
+                gateway = next(
                     (c["Gateway"] for c in config if c.get("Gateway") and ":" not in c["Gateway"]),
                     None,
                 ) or next(
@@ -464,6 +465,8 @@ class DockerRuntime(ContainerRuntime):
                     ),
                     None,
                 )
+                if gateway is not None and _is_local_address(gateway):
+                    self._gateway = gateway
         return self._gateway
 
     def image_present(self, ref: str) -> bool:
@@ -662,10 +665,12 @@ class DockerRuntime(ContainerRuntime):
         extra_hosts = {HOST_GATEWAY_NAME: "host-gateway", **options.pop("extra_hosts", {})}
         labels = {**options.pop("labels", {}), **resource_labels(spec, ports)}
         user = options.pop("user", None)
+        # Endpoints may share a target port (``docker run -p A:80 -p B:80``): each is bound.
+        bindings: dict[str, list[tuple[str, int]]] = {}
+        for p in spec.ports:
+            bindings.setdefault(f"{p.target_port}/tcp", []).append(("127.0.0.1", ports[p.name]))
         host_config = self.api.create_host_config(
-            port_bindings={
-                f"{p.target_port}/tcp": ("127.0.0.1", ports[p.name]) for p in spec.ports
-            },
+            port_bindings=bindings,
             binds=self._binds(spec) or None,
             network_mode=network or "bridge",
             extra_hosts=extra_hosts,
@@ -683,7 +688,7 @@ class DockerRuntime(ContainerRuntime):
             environment=dict(spec.environment),
             labels=labels,
             name=spec.container_name or container_name(spec),
-            ports=[(p.target_port, "tcp") for p in spec.ports],
+            ports=sorted({(p.target_port, "tcp") for p in spec.ports}),
             host_config=host_config,
             networking_config=networking,
             user=user,
@@ -929,6 +934,16 @@ def _first_host(subnet: str) -> str:
     import ipaddress
 
     return str(next(ipaddress.ip_network(subnet, strict=False).hosts()))
+
+
+def _is_local_address(address: str) -> bool:
+    """True when a server on this machine can listen on ``address``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((address, 0))
+        except OSError:
+            return False
+    return True
 
 
 def _fixed_ports(spec: ContainerSpec) -> dict[str, int]:

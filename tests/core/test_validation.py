@@ -306,3 +306,23 @@ def test_running_an_invalid_app_host_prints_the_problems_not_a_traceback(tmp_pat
     assert done.stderr.startswith("apphost: the application model has 2 problems:")
     assert "'bad--name' must not contain '--'" in done.stderr
     assert "'cache' is used twice" in done.stderr
+
+
+def test_a_cycle_through_endpoint_values_is_reported() -> None:
+    b = new_builder()
+    a = b.add_container("a", "busybox").with_http_endpoint(80)
+    c = b.add_container("c", "busybox").with_http_endpoint(80)
+    a.with_environment("C_URL", c.get_endpoint("http"))
+    c.with_environment("A_URL", a.get_endpoint("http"))
+    with pytest.raises(ValidationError) as info:
+        b.build()
+    assert any("dependency cycle: a -> c -> a" in p for p in info.value.problems)
+
+
+def test_an_unsupported_runtime_option_is_one_problem_with_its_value() -> None:
+    b = new_builder()
+    b.add_container("a", "busybox").with_container_runtime_args("--network", "host", "-m", "64m")
+    with pytest.raises(ValidationError) as info:
+        b.build()
+    assert len(info.value.problems) == 1
+    assert "'--network' is not supported" in info.value.problems[0]
