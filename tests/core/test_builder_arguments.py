@@ -15,9 +15,9 @@ import attrs
 import pytest
 
 from apphost_sdk.errors import ApphostError, ModelArgumentError, ModelValueError, ValidationError
-from apphost_sdk.model.builder import DistributedApplicationBuilder
 from apphost_sdk.integrations.azure_redis import AzureRedisResource
 from apphost_sdk.integrations.redis import RedisResource
+from apphost_sdk.model.builder import DistributedApplicationBuilder
 from apphost_sdk.model.executables import ExecutableResource
 from apphost_sdk.orchestration.app import DistributedApplication
 
