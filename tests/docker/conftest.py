@@ -235,8 +235,10 @@ def redis_spec(make_spec: Callable[..., ContainerSpec]) -> Callable[..., Contain
         persistence: Persistence | None = None,
         server_args: tuple[str, ...] = (),
         lifetime: Lifetime = "session",
+        environment: dict[str, str] | None = None,
         **overrides: object,
     ) -> ContainerSpec:
+        secret = {PASSWORD_VARIABLE: password} if password is not None else {}
         mounts: tuple[MountSpec, ...] = ()
         if data_volume is not None:
             mounts = (MountSpec(data_volume or None, DATA_DIR),)
@@ -251,15 +253,11 @@ def redis_spec(make_spec: Callable[..., ContainerSpec]) -> Callable[..., Contain
                 persistence=persistence,
                 server_args=server_args,
             ),
-            "environment": {PASSWORD_VARIABLE: password} if password is not None else {},
+            "environment": {**(environment or {}), **secret},
             "mounts": mounts,
             "lifetime": lifetime,
         }
-        environment = overrides.pop("environment", None)
-        if isinstance(environment, dict):  # more variables, next to the password
-            fields["environment"] = {**environment, **fields["environment"]}  # type: ignore[dict-item]
         fields.update(overrides)
         return make_spec(**fields)
 
     return make
-
