@@ -127,6 +127,13 @@ class _Record:
         #: Run as a local process (its type's recipe) instead of a container.
         self.as_process = False
 
+    def dependencies(self) -> list[Resource]:
+        """What it waits for: the resource's dependencies and its run-mode stand-in's."""
+        out = self.resource.dependencies()
+        if self.runs is not self.resource:
+            out += [d for d in self.runs.dependencies() if d not in out]
+        return out
+
     @property
     def is_container(self) -> bool:
         return self.runs.annotation(ContainerImageAnnotation) is not None
@@ -484,6 +491,7 @@ class Orchestrator:
             container_name=container_name.name if container_name is not None else None,
             options=options,
             build=build_spec,
+            network=self._needs_network(rec),
             hash_key=self._hash_key,
         )
 
@@ -539,8 +547,7 @@ class Orchestrator:
         # An endpoint given as a value (``with_environment("X", other.get_endpoint(...))``) is
         # known only once ``other`` has started, as with a reference; a run-mode stand-in's
         # own dependencies count too.
-        stand_in = rec.runs.dependencies() if rec.runs is not rec.resource else []
-        for target in [*r.dependencies(), *stand_in]:
+        for target in rec.dependencies():
             if all(target is not t for t, _, _ in items):
                 items.append((target, None, False))
         if not items:
@@ -661,13 +668,24 @@ class Orchestrator:
         )
         self._started(rec, handle.exit_code)
 
-    def _container_consumers(self, rec: _Record) -> bool:
-        """True when a container of the app references or waits for ``rec``."""
-        for other in self._records.values():
-            if other.is_container and (
-                rec.resource in other.resource.dependencies()
-                or rec.resource in other.runs.dependencies()
-            ):
+    def _container_consumers(self, rec: _Record, on_engine: bool = False) -> bool:
+        """True when a container of the app (one on the engine, if ``on_engine``) references,
+        waits for, or takes an endpoint of ``rec``."""
+        return any(
+            other.is_container
+            and not (on_engine and other.as_process)
+            and rec.resource in other.dependencies()
+            for other in self._records.values()
+        )
+
+    def _needs_network(self, rec: _Record) -> bool:
+        """Whether a container must join the run's network: another container on the engine
+        reaches it by name, or it reaches one (else it starts faster on the default bridge)."""
+        if self._container_consumers(rec, on_engine=True):
+            return True
+        for dep in rec.dependencies():
+            other = self._records.get(dep.name)
+            if other is not None and other.is_container and not other.as_process:
                 return True
         return False
 

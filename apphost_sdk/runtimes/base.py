@@ -77,6 +77,9 @@ class ContainerSpec:
     #: Engine options from ``with_container_runtime_args`` (already checked by the model).
     options: Mapping[str, Any] = attrs.field(factory=dict)
     build: BuildSpec | None = None
+    #: Join the run's network under the resource name (False when no other container of the
+    #: app talks to this one or is talked to by it: a network costs start-up time).
+    network: bool = True
     #: Key of the HMAC that turns secrets into config-hash fields (kept in the app's state):
     #: the hash is stored in a label, and a plain hash of a weak password could be guessed.
     hash_key: str | None = attrs.field(default=None, repr=False)

@@ -14,8 +14,9 @@ What it guarantees (issue 3):
 - persistent containers are reused while their configuration hash matches (same password, same
   host port; a stopped one is restarted, not recreated) and recreated, saying which setting
   changed, otherwise;
-- one network per run, with each resource's name as DNS alias; session containers are created
-  on it, persistent ones join it after their start (they outlive the run's network);
+- one network per run, with each resource's name as DNS alias, for the containers that talk to
+  each other (the others stay on the default bridge: a network costs start-up time); session
+  containers are created on it, persistent ones join it after their start (they outlive it);
 - ``host.docker.internal`` resolves to the engine's host gateway in every container;
 - session containers and the run's network are removed on stop/close, and what a dead app host
   left behind is removed by ``cleanup_orphans``.
@@ -586,7 +587,11 @@ class DockerRuntime(ContainerRuntime):
                 self.build(spec, on_line)
             elif not self._image_present(spec.image_ref):
                 self.pull(spec.image_ref, lambda line: on_line("stderr", line))
-            network = self._ensure_network(spec.app_name, spec.app_id, spec.session_id)
+            network = (
+                self._ensure_network(spec.app_name, spec.app_id, spec.session_id)
+                if spec.network
+                else None
+            )
             if spec.lifetime == "persistent":
                 handle = self._start_persistent(spec, network, on_line)
             else:
@@ -615,7 +620,7 @@ class DockerRuntime(ContainerRuntime):
     def _create_and_start(
         self,
         spec: ContainerSpec,
-        network: str,
+        network: str | None,
         on_line: LineSink,
         keep: Mapping[str, int],
         changed: Sequence[str] = (),
@@ -645,7 +650,9 @@ class DockerRuntime(ContainerRuntime):
                     f"(removed): {last_error}"
                 ) from None
             attach = (
-                _Attachment(self, container_id, network, spec.resource_name) if persistent else None
+                _Attachment(self, container_id, network, spec.resource_name)
+                if persistent and network is not None
+                else None
             )
             pump = _LogPump(self.api, container_id, on_line, "all")
             return DockerHandle(self, spec, container_id, ports, pump, attach, changed=changed)
@@ -741,7 +748,7 @@ class DockerRuntime(ContainerRuntime):
     # ---- persistent containers
 
     def _start_persistent(
-        self, spec: ContainerSpec, network: str, on_line: LineSink
+        self, spec: ContainerSpec, network: str | None, on_line: LineSink
     ) -> DockerHandle:
         """Reuse the app's persistent container when its configuration hash matches; recreate
         it (saying which settings changed, keeping its host ports when possible) otherwise."""
@@ -805,7 +812,7 @@ class DockerRuntime(ContainerRuntime):
         spec: ContainerSpec,
         existing: Mapping[str, Any],
         ports: Mapping[str, int],
-        network: str,
+        network: str | None,
         on_line: LineSink,
     ) -> DockerHandle:
         """Attach a matching persistent container to this run and start it if it is stopped."""
@@ -825,7 +832,11 @@ class DockerRuntime(ContainerRuntime):
             f"{spec.resource_name}: reusing persistent container {container_id[:12]} "
             f"({'running' if running else 'restarted'}, port {shown})"
         )
-        attach = _Attachment(self, container_id, network, spec.resource_name)
+        attach = (
+            _Attachment(self, container_id, network, spec.resource_name)
+            if network is not None
+            else None
+        )
         pump = _LogPump(self.api, container_id, on_line, 0 if running else "all")
         return DockerHandle(self, spec, container_id, ports, pump, attach, reused=True)
 

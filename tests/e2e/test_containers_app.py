@@ -55,6 +55,8 @@ APPHOST = f"""
         if cfg.get_str("Test:Keep"):
             keep = builder.add_redis("keep").with_image("{TEST_IMAGE}", "{TEST_TAG}")
             keep.with_lifetime("persistent").with_data_volume()
+        if cfg.get_str("Test:Network"):  # a container that talks to the cache by name
+            builder.add_container("peer", "{TEST_IMAGE}", "{TEST_TAG}").with_reference(cache)
         if cfg.get_str("Test:Probe"):
             builder.add_python_app("probe", "probe", "probe.py", cfg.get_str("Test:Probe"))\\
                 .with_reference(cache).wait_for(cache)
@@ -204,9 +206,8 @@ def test_run_as_container_uses_docker_and_wires_a_python_app(
         assert json.loads(labels["apphost-sdk.host-port"]) == {"tcp": port}
         bindings = info["HostConfig"]["PortBindings"]["6379/tcp"]
         assert bindings == [{"HostIp": "127.0.0.1", "HostPort": str(port)}]
-        [network] = _networks(api, apphost.app_id)
-        session = labels["apphost-sdk.session"]
-        assert network["Labels"]["apphost-sdk.session"] == session
+        # No other container talks to it: it stays on the default bridge, with no run network.
+        assert _networks(api, apphost.app_id) == []
         probe_pid = int(str(snaps["probe"].runtime).removeprefix("pid "))
     assert _containers(api, apphost.app_id) == []
     assert _networks(api, apphost.app_id) == []
@@ -296,10 +297,12 @@ def test_ctrl_c_removes_session_container_and_network(
     apphost: AppHost, engine: Engine, tmp_path: Path
 ) -> None:
     api = engine.client.api
-    proc = _run_in_background(apphost, tmp_path)
+    proc = _run_in_background(apphost, tmp_path, "--Test:Network=1")
     try:
-        assert len(_containers(api, apphost.app_id)) == 1
-        assert len(_networks(api, apphost.app_id)) == 1
+        assert len(_containers(api, apphost.app_id)) == 2
+        [network] = _networks(api, apphost.app_id)
+        sessions = {c["Labels"]["apphost-sdk.session"] for c in _containers(api, apphost.app_id)}
+        assert sessions == {network["Labels"]["apphost-sdk.session"]}
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
     finally:
@@ -315,17 +318,18 @@ def test_killed_app_host_orphans_are_removed_and_down_removes_the_rest(
 ) -> None:
     api = engine.client.api
     # A real app host process with a session container and a persistent one, SIGKILLed.
-    proc = _run_in_background(apphost, tmp_path, "--Test:Keep=1")
+    proc = _run_in_background(apphost, tmp_path, "--Test:Keep=1", "--Test:Network=1")
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
     by_resource = {c["Labels"]["apphost-sdk.resource"]: c for c in _containers(api, apphost.app_id)}
-    assert set(by_resource) == {"cache", "keep"}  # left behind by the killed app host
-    orphan, persistent = by_resource["cache"]["Id"], by_resource["keep"]["Id"]
+    assert set(by_resource) == {"cache", "keep", "peer"}  # left behind by the killed app host
+    orphans = {by_resource["cache"]["Id"], by_resource["peer"]["Id"]}
+    persistent = by_resource["keep"]["Id"]
     assert len(_networks(api, apphost.app_id)) == 1
 
-    with apphost.start("--Test:Keep=1"):
+    with apphost.start("--Test:Keep=1", "--Test:Network=1"):
         ids = {c["Id"] for c in _containers(api, apphost.app_id)}
-        assert orphan not in ids
+        assert not orphans & ids
         assert persistent in ids
         assert len(_networks(api, apphost.app_id)) == 1  # this run's only
     out = capfd.readouterr().out
