@@ -6,7 +6,8 @@ Generic containers (issue 8), through the app host's public API, image ``apphost
 1. one container: ``builder.add_container("kv", ...).with_endpoint(11211)``, ``build()``,
    ``start()``, then the ``version`` probe loop, against ``docker run -d -p 127.0.0.1::11211``
    plus the same probe loop (target ratio <= 1.10). For context, not a target: ``docker network
-   create`` + ``docker run --network`` (what the app host does: one network per run);
+   create`` + ``docker run --network`` (what the app host does for containers that talk to
+   each other);
 2. five independent containers against one, compared with the engine's own floor: five bare
    ``create`` + ``start`` API calls in parallel against one (target: our five/one ratio at most
    1.15 x the floor's five/one ratio).
@@ -196,6 +197,7 @@ def _redis_spec(app_id: str, session: str, name: str, args: tuple[str, ...]) -> 
         ports=(PortSpec("tcp", REDIS_PORT),),
         entrypoint=("/bin/sh",),
         args=args,
+        network=False,  # a lone Redis: no other container talks to it
         hash_key="bench",
     )
 
