@@ -76,6 +76,7 @@ class RedisResource(ContainerResource):
     """A local Redis server, run as a container or as a ``redis-server`` process."""
 
     kind = "redis"
+    runs_until_stopped = True
 
     def __init__(
         self,

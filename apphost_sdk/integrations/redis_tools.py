@@ -112,6 +112,7 @@ def add_redis_tool(
         resource = RedisCommanderResource(builder, f"{redis.name}-commander", image, tag)
         resource.with_http_endpoint(COMMANDER_PORT)
         resource.annotations.append(EnvironmentCallbackAnnotation(_commander_environment(redis)))
+    resource.rename_hint = f"it is named after {redis.name}: shorten that name"
     builder.add_resource(resource)
 
     def wait_for_every_redis() -> None:

@@ -136,6 +136,23 @@ def require_target_path(where: str, target: object) -> str:
     return path
 
 
+def require_endpoint(where: str, name: object, scheme: object) -> tuple[str, str]:
+    """An endpoint's name (letters, digits, '-' and '_') and scheme (``tcp``, ``http``, ...)."""
+    fix = "pass a name such as 'http' or 'tcp'"
+    name = require_str(name, where, "name", fix)
+    if not _ENDPOINT_NAME.fullmatch(name):
+        raise wrong_value(
+            where,
+            f"{short_repr(name)} is not an endpoint name (letters, digits, '-' and '_', "
+            "starting with a letter)",
+            fix,
+        )
+    scheme = require_str(scheme, where, "scheme", "pass 'tcp', 'http' or 'https'")
+    if not _SCHEME.fullmatch(scheme):
+        raise wrong_value(where, f"{short_repr(scheme)} is not a scheme", "pass e.g. 'tcp'")
+    return name, scheme
+
+
 class ContainerResource(Resource):
     """A container of any image; the generic API Aspire's ``AddContainer`` has."""
 
@@ -274,18 +291,7 @@ class ContainerResource(Resource):
     ) -> None:
         target = optional_port(target_port, where, "target_port", 8080)
         host = optional_port(port, where, "port", 8080)
-        fix = "pass a name such as 'http' or 'tcp'"
-        name = require_str(name, where, "name", fix)
-        if not _ENDPOINT_NAME.fullmatch(name):
-            raise wrong_value(
-                where,
-                f"{short_repr(name)} is not an endpoint name (letters, digits, '-' and '_', "
-                "starting with a letter)",
-                fix,
-            )
-        scheme = require_str(scheme, where, "scheme", "pass 'tcp', 'http' or 'https'")
-        if not _SCHEME.fullmatch(scheme):
-            raise wrong_value(where, f"{short_repr(scheme)} is not a scheme", "pass e.g. 'tcp'")
+        name, scheme = require_endpoint(where, name, scheme)
         if env is not None:
             env = require_env_name(env, where, "env", "PORT")
         # A second endpoint of the same name is a build() error (reported with the others).

@@ -28,6 +28,7 @@ from .arguments import (
     require_url_path,
     wrong_value,
 )
+from .containers import require_endpoint
 from .resources import Resource
 
 if TYPE_CHECKING:
@@ -93,31 +94,46 @@ class ExecutableResource(Resource):
         cwd = self._working_directory()
         command = self.command
         if os.sep not in command and (os.altsep is None or os.altsep not in command):
-            found = find_tool(command)
+            found = find_tool(command, cwd)
             if found is None:
                 raise ApphostError(
-                    f"command {command!r} was not found in the app host's environment or on "
-                    "PATH; install it"
+                    f"command {command!r} was not found in {cwd / '.venv'}, the app host's "
+                    "environment or on PATH; install it"
                 )
             return [found]
         if not os.path.isabs(command):
             command = str(cwd / command)
         return [command]
 
-    def with_http_endpoint(self, port: int | None = None, env: str = "PORT") -> ExecutableResource:
+    def with_http_endpoint(
+        self, port: int | None = None, env: str = "PORT", *, name: str = "http"
+    ) -> ExecutableResource:
         """Give it an HTTP port (a free one unless ``port``) in the variable ``env``; it counts
         as healthy once the port accepts connections."""
         where = f"{self.name}.with_http_endpoint"
+        self._endpoint(where, port, env, name, "http")
+        if self.annotation(HealthCheckAnnotation) is None:
+            self.annotations.append(HealthCheckAnnotation("tcp", name))
+        return self
+
+    def with_endpoint(
+        self, port: int | None = None, *, env: str, name: str = "tcp", scheme: str = "tcp"
+    ) -> ExecutableResource:
+        """Another endpoint (a free port unless ``port``), handed to the program in ``env``."""
+        self._endpoint(f"{self.name}.with_endpoint", port, env, name, scheme)
+        return self
+
+    def _endpoint(
+        self, where: str, port: object, env: object, name: object, scheme: object
+    ) -> None:
         port = optional_port(port, where, example=8000)
         env = require_env_name(env, where, "env", "PORT")
+        name, scheme = require_endpoint(where, name, scheme)
         self.replace_annotation(
-            EndpointAnnotation("http", None, port, "http", env),
+            EndpointAnnotation(name, None, port, scheme, env),
             same=EndpointAnnotation,
-            name="http",
+            name=name,
         )
-        if self.annotation(HealthCheckAnnotation) is None:
-            self.annotations.append(HealthCheckAnnotation("tcp", "http"))
-        return self
 
     @property
     def http_endpoint(self) -> EndpointAnnotation | None:
@@ -183,11 +199,11 @@ class UvicornAppResource(ExecutableResource):
         self.with_http_endpoint()
 
     def with_http_endpoint(
-        self, port: int | None = None, env: str = "UVICORN_PORT"
+        self, port: int | None = None, env: str = "UVICORN_PORT", *, name: str = "http"
     ) -> ExecutableResource:
         """The HTTP port uvicorn listens on (a free one unless ``port``), handed over in
         ``UVICORN_PORT``, which uvicorn reads itself."""
-        return super().with_http_endpoint(port, env)
+        return super().with_http_endpoint(port, env, name=name)
 
     def _resolve(self) -> list[str]:
         cwd = self._working_directory()

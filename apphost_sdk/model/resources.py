@@ -61,6 +61,10 @@ class Resource:
 
     #: A short type name shown in status and errors (``redis``, ``container``, ...).
     kind: ClassVar[str] = "resource"
+    #: A server that runs until the app stops (nothing may wait for it to complete).
+    runs_until_stopped: ClassVar[bool] = False
+    #: How to fix a bad name, when the user did not choose it (a side container's).
+    rename_hint: str | None = None
 
     def __init__(self, builder: DistributedApplicationBuilder, name: str) -> None:
         self.name = name

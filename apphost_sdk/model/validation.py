@@ -46,7 +46,7 @@ def _name_problems(resources: list[Resource]) -> list[str]:
     for r in resources:
         issue = name_problem(r.name)
         if issue:
-            problems.append(f"{issue} (rename the {r.kind} resource)")
+            problems.append(f"{issue} ({r.rename_hint or f'rename the {r.kind} resource'})")
             continue
         key = r.name.casefold()
         if key in seen:
@@ -129,7 +129,7 @@ def _connection_name_clashes(r: Resource) -> list[str]:
 def _can_complete(r: Resource) -> bool:
     """Executables and plain containers can exit on their own; servers such as Redis run until
     the app stops."""
-    if r.annotation(RunAsAnnotation) is not None or r.kind == "redis":
+    if r.annotation(RunAsAnnotation) is not None or r.runs_until_stopped:
         return False
     return any(
         r.annotation(cls) is not None for cls in (ExecutableAnnotation, ContainerImageAnnotation)
@@ -149,6 +149,10 @@ def _parameters_used_by(r: Resource) -> list[ParameterResource]:
     params = [v for v in r.environment.values() if isinstance(v, ParameterResource)]
     for a in r.annotations_of(ArgsAnnotation):
         params += [v for v in a.args if isinstance(v, ParameterResource)]
+    cs = r.annotation(ConnectionStringAnnotation)
+    if cs is not None:
+        by_name = {p.name: p for p in r.builder.resources if isinstance(p, ParameterResource)}
+        params += [by_name[n] for n in template_parameters(cs.template) if n in by_name]
     params += [p for p in r.parameters() if p not in params]
     return params
 
@@ -230,7 +234,8 @@ def _container_problems(builder: DistributedApplicationBuilder) -> list[str]:
         if is_container and len(r.name) > 63 and name_problem(r.name) is None:
             problems.append(
                 f"{r.name} is {len(r.name)} characters long, but a container's name is its DNS "
-                "name on the app's network, which holds at most 63: shorten it"
+                "name on the app's network, which holds at most 63: "
+                f"{r.rename_hint or 'shorten it'}"
             )
         for m in r.annotations_of(MountAnnotation):
             if m.kind == "bind" and m.source is not None:

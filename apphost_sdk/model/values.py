@@ -136,8 +136,8 @@ def _fields(template: str) -> list[str]:
     """The placeholders of a template, whole (``str.format`` parses ``{param:x}`` as the field
     ``param`` with the format spec ``x``)."""
     return [
-        f if not spec else f"{f}:{spec}"
-        for _, f, spec, _ in string.Formatter().parse(template)
+        (f if not spec else f"{f}:{spec}") + (f"!{conversion}" if conversion else "")
+        for _, f, spec, conversion in string.Formatter().parse(template)
         if f is not None
     ]
 

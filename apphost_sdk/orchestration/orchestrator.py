@@ -69,12 +69,15 @@ from ..runtimes.process import ProcessRuntime
 from ..runtimes.subprocesses import ManagedProcess, spawn
 from .console import Reporter
 from .context_hash import context_digest
+from .forwarding import Forwarder
 from .states import DependencyStatus, Health, ResourceSnapshot, State
 
 if TYPE_CHECKING:
     from .app import DistributedApplication
 
 STOP_GRACE_SECONDS = 10.0
+#: The ports told to containers whose endpoints have no target port (8080, 8081, ...).
+CONTAINER_PORT_BASE = 8080
 UNHEALTHY_AFTER_FAILURES = 3
 
 
@@ -172,6 +175,7 @@ class Orchestrator:
         self._engine: ContainerRuntime | None = None
         self._engine_error: str | None = None
         self._processes = ProcessRuntime()
+        self._forwarders: list[Forwarder] = []
         self._parameters: dict[str, str] = {}
         self._parameter_lock = threading.Lock()
         self._hash_key: str | None = None
@@ -273,6 +277,10 @@ class Orchestrator:
         for rec in self._records.values():
             if rec.thread is not None and rec.thread is not threading.current_thread():
                 rec.thread.join(max(0.0, deadline - time.monotonic()))
+        with self._cond:
+            forwarders, self._forwarders = self._forwarders, []
+        for forwarder in forwarders:
+            forwarder.close()
         if self._engine is not None:
             try:
                 self._engine.close()
@@ -445,10 +453,14 @@ class Orchestrator:
         r = rec.runs
         context = self.context(in_container=True)
         ports: list[PortSpec] = []
+        told = 0
         for e in r.annotations_of(EndpointAnnotation):
             target = e.target_port
-            if target is None:  # the program listens on the port it is told
-                target = e.port or free_port()
+            if target is None:
+                # The program listens on the port it is told. Inside its own container any
+                # port is free: a fixed one keeps a persistent container's configuration stable.
+                target = e.port or CONTAINER_PORT_BASE + told
+                told += 1
             if e.env:
                 env[e.env] = str(target)
             ports.append(PortSpec(e.name, target, e.port))
@@ -627,8 +639,8 @@ class Orchestrator:
         rec.runtime = "process"
         self._set(rec, State.STARTING)
         bind: tuple[str, ...] = ("127.0.0.1",)
-        gateway = self._engine.host_gateway() if self._engine is not None else None
-        if gateway and self._container_consumers(rec):
+        gateway = self._gateway_for(rec)
+        if gateway:
             bind += (gateway,)
 
         def recipe(
@@ -677,6 +689,45 @@ class Orchestrator:
             and rec.resource in other.dependencies()
             for other in self._records.values()
         )
+
+    def _forward(self, rec: _Record, gateway: str, ports: list[int]) -> None:
+        """Once the program listens on a port, relay the gateway's same port to it, unless it
+        listens there itself (bound to all interfaces): never take a port before it does."""
+        pending = list(ports)
+        while pending and not self._stopping.is_set():
+            for port in list(pending):
+                if not tcp_accepts("127.0.0.1", port, timeout=0.2):
+                    continue
+                pending.remove(port)
+                if tcp_accepts(gateway, port, timeout=0.2):
+                    continue
+                try:
+                    forwarder = Forwarder(gateway, port, port)
+                except OSError as exc:
+                    self.reporter.info(
+                        f"{rec.name}: containers cannot reach port {port} through {gateway}: {exc}"
+                    )
+                    continue
+                with self._cond:
+                    if self._stopping.is_set():
+                        forwarder.close()
+                        return
+                    self._forwarders.append(forwarder)
+            self._stopping.wait(0.05)
+
+    def _gateway_for(self, rec: _Record) -> str | None:
+        """The engine's host gateway address, when containers on the engine consume ``rec``
+        (a local process) and this machine can listen there; says so when it cannot."""
+        if self._engine is None or not self._container_consumers(rec, on_engine=True):
+            return None
+        gateway = self._engine.host_gateway()
+        if gateway is None:
+            self.reporter.info(
+                f"{rec.name} runs on this machine, but containers cannot reach it: the "
+                f"{self._engine.name} engine's host gateway is not an address of this machine "
+                "(a remote, rootless or VM engine); run it as a container instead"
+            )
+        return gateway
 
     def _needs_network(self, rec: _Record) -> bool:
         """Whether a container must join the run's network: another container on the engine
@@ -811,6 +862,14 @@ class Orchestrator:
             process.stop(STOP_GRACE_SECONDS)
             return
         rec.runtime = f"pid {process.pid}"
+        gateway = self._gateway_for(rec)
+        if gateway:  # containers reach it through the gateway
+            threading.Thread(
+                target=self._forward,
+                args=(rec, gateway, [a.host_port for a in rec.allocated.values()]),
+                name=f"forward-{rec.name}",
+                daemon=True,
+            ).start()
         probe = self._probe(rec)
         if probe is None:
             endpoint = self._endpoint_text(rec)
@@ -852,9 +911,10 @@ class Orchestrator:
 
     def _finish(self, rec: _Record, code: int | None) -> None:
         state = State.FINISHED if code == 0 else State.EXITED
-        # A Redis that exits on its own is a broken dependency; a service that exits has no
-        # health left to report.
-        health = Health.UNHEALTHY if rec.handle is not None else Health.UNKNOWN
+        # A container or stand-in that fails on its own is a broken dependency; one that
+        # completes, or a service that exits, has no health left to report.
+        failed = rec.handle is not None and code != 0
+        health = Health.UNHEALTHY if failed else Health.UNKNOWN
         with self._cond:  # decided under the lock: a stop may be recording its own end
             stopped = (State.STOPPING, State.FINISHED, State.EXITED)
             if self._stopping.is_set() and rec.state in stopped:

@@ -198,3 +198,18 @@ def test_bad_python_app_arguments_fail_at_the_call(call: object, fragment: str) 
     with pytest.raises(ApphostError) as info:
         call(b)  # type: ignore[operator]
     assert fragment in str(info.value)
+
+
+def test_an_executables_command_is_found_in_its_folders_venv(
+    tmp_path: Path, apps: list[DistributedApplication]
+) -> None:
+    out = tmp_path / "ran.txt"
+    tool = write(tmp_path / "app" / ".venv" / "bin" / "mytool-xyz", f"#!/bin/sh\ntouch {out}\n")
+    tool.chmod(0o755)
+    b = DistributedApplication.create_builder([])
+    b.add_executable("x", "mytool-xyz", tmp_path / "app")
+    app = b.build()
+    apps.append(app)
+    app.start(timeout=30, quiet=True)  # returns once it has finished (exit 0)
+    assert out.exists()
+    app.stop()

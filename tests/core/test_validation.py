@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from apphost_sdk.errors import ValidationError
+from apphost_sdk.model.annotations import EndpointAnnotation
 from apphost_sdk.model.builder import DistributedApplicationBuilder
 from apphost_sdk.model.names import name_problem
 from apphost_sdk.orchestration.app import DistributedApplication
@@ -326,3 +327,56 @@ def test_an_unsupported_runtime_option_is_one_problem_with_its_value() -> None:
         b.build()
     assert len(info.value.problems) == 1
     assert "'--network' is not supported" in info.value.problems[0]
+
+
+def test_a_template_parameter_without_a_value_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("Parameters__pw", raising=False)
+    b = new_builder()
+    b.add_parameter("pw")
+    db = b.add_container("db", "pg").with_endpoint(5432)
+    db.with_connection_string("{host}:{port},pw={param:pw}")
+    b.add_container("c", "x").with_reference(db)
+    with pytest.raises(ValidationError) as info:
+        b.build()
+    assert info.value.problems == [
+        "parameter pw has no value: pass value=..., set Parameters:pw in appsettings.json or "
+        "the environment variable Parameters__pw"
+    ]
+
+
+@pytest.mark.parametrize("template", ["{host!r}:{port}", "{host:>5}", "{port}{0}", "{ho st}"])
+def test_template_placeholders_are_exactly_host_port_and_param(template: str) -> None:
+    from apphost_sdk.errors import ModelValueError
+
+    b = new_builder()
+    with pytest.raises(ModelValueError):
+        b.add_container("db", "pg").with_endpoint(5432).with_connection_string(template)
+
+
+def test_a_side_containers_long_name_says_to_shorten_the_redis_name() -> None:
+    b = new_builder()
+    b.add_redis("r" * 60).with_redis_insight()
+    with pytest.raises(ValidationError) as info:
+        b.build()
+    assert any(
+        "it is named after " + "r" * 60 + ": shorten that name" in p for p in info.value.problems
+    ), info.value.problems
+
+
+def test_nothing_may_wait_for_a_server_to_complete() -> None:
+    b = new_builder()
+    cache = b.add_redis("cache")
+    b.add_executable("w", "true", ".").wait_for_completion(cache)
+    with pytest.raises(ValidationError) as info:
+        b.build()
+    assert "runs until the app stops" in info.value.problems[0]
+
+
+def test_executables_have_named_endpoints() -> None:
+    b = new_builder()
+    w = b.add_executable("w", "true", ".").with_http_endpoint(env="PORT")
+    w.with_endpoint(env="GRPC_PORT", name="grpc", scheme="http2")
+    w.with_endpoint(env="OTHER", name="grpc")  # the same name replaces it
+    names = [e.name for e in w.annotations_of(EndpointAnnotation)]
+    assert names == ["http", "grpc"]
+    b.build()

@@ -898,3 +898,104 @@ def test_a_health_check_on_an_endpoint_the_container_lacks_fails_at_build(tmp_pa
     )
     [problem] = _problems(b)
     assert "web" in problem and "'htp'" in problem
+
+
+# --------------------------------------------------------------------------- review follow-ups
+
+#: A uvicorn app that listens on loopback only (the SDK sets UVICORN_HOST=127.0.0.1).
+ASGI_HELLO = """
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"hello from the host"})
+"""
+
+#: Fetch $API_URL from inside the container (busybox wget), then serve the answer on 5540.
+FETCH_SCRIPT = (
+    "env -0 > /www/env0.txt; "
+    'busybox wget -q -O /www/got.txt "$API_URL" || echo failed > /www/got.txt; '
+    "exec busybox httpd -f -p 5540 -h /www"
+)
+
+
+def _listening_hosts(port: int) -> set[str]:
+    """The IPv4 addresses with a TCP listener on ``port`` (from /proc/net/tcp)."""
+    import ipaddress
+
+    hosts = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address, port_hex = local.split(":")
+        if state == "0A" and int(port_hex, 16) == port:  # 0A: LISTEN
+            hosts.add(str(ipaddress.IPv4Address(bytes.fromhex(address)[::-1])))
+    return hosts
+
+
+def test_a_container_reaches_a_uvicorn_app_that_listens_on_loopback(
+    app_folder: AppFolder, engine: Engine, extra_images: None, docker_runtime: None
+) -> None:
+    """The app host relays the engine's gateway address to the loopback-only program, never
+    listening on all interfaces."""
+    write_file(app_folder.folder / "api" / "main.py", ASGI_HELLO)
+    b = app_folder.builder()
+    api = b.add_uvicorn_app("api", "api", "main:app")
+    (
+        b.add_container("fetch", *_image(RECORDER_IMAGE))
+        .with_entrypoint("/bin/sh")
+        .with_args("-c", FETCH_SCRIPT)
+        .with_http_endpoint(5540)
+        .with_environment("API_URL", api.get_endpoint("http"))
+        .wait_for(api)
+    )
+    with b.build().start(timeout=120, quiet=True) as app:
+        snaps = _snaps(app)
+        api_port = _port_of(snaps["api"].endpoint)
+        got = _fetch(f"{snaps['fetch'].endpoint}/got.txt")
+        assert got == "hello from the host"
+        env = _recorder_env(str(snaps["fetch"].endpoint))
+        assert env["API_URL"] == f"http://host.docker.internal:{api_port}"
+        assert app.environment_for("api")["UVICORN_HOST"] == "127.0.0.1"
+        # Nothing listens on all interfaces for it: only loopback and the gateway.
+        hosts = _listening_hosts(api_port)
+        assert "127.0.0.1" in hosts and len(hosts) == 2, hosts  # loopback + the gateway
+        assert "0.0.0.0" not in hosts, hosts
+
+
+def test_a_one_shot_container_finishes_without_being_unhealthy(
+    app_folder: AppFolder, engine: Engine, extra_images: None, docker_runtime: None
+) -> None:
+    b = app_folder.builder()
+    job = b.add_container("job", *_image(KV_IMAGE)).with_args("-V")  # prints its version, exits 0
+    after = b.add_container("after", *_image(KV_IMAGE)).with_endpoint(11211)
+    after.wait_for_completion(job)
+    with b.build().start(timeout=120, quiet=True) as app:
+        snaps = _snaps(app)
+        assert (snaps["job"].state.value, snaps["job"].exit_code) == ("Finished", 0)
+        assert snaps["job"].health.value == "Unknown"
+        assert snaps["after"].health.value == "Healthy"
+
+
+def test_a_persistent_container_told_its_port_is_reused_across_runs(
+    app_folder: AppFolder, engine: Engine, extra_images: None, docker_runtime: None
+) -> None:
+    """An endpoint without a target port is told a fixed in-container port, so a persistent
+    container's configuration does not change from run to run (no recreation)."""
+    api = engine.client.api
+
+    def build() -> Any:
+        b = app_folder.builder()
+        (
+            b.add_container("web", *_image(RECORDER_IMAGE))
+            .with_entrypoint("/bin/sh")
+            .with_args("-c", 'exec busybox httpd -f -p "$PORT" -h /')
+            .with_http_endpoint(env="PORT")
+            .with_lifetime("persistent")
+        )
+        return b
+
+    with build().build().start(timeout=120, quiet=True) as app:
+        first = _container(api, app_folder.app_id, "web")["Id"]
+        assert app.environment_for("web")["PORT"] == "8080"
+    with build().build().start(timeout=120, quiet=True):
+        assert _container(api, app_folder.app_id, "web")["Id"] == first
