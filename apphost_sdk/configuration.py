@@ -53,6 +53,50 @@ def flatten_json(data: Any, prefix: str = "") -> dict[str, str]:
     return out
 
 
+class _JsonObject(list[tuple[str, Any]]):
+    """A JSON object as its ``(name, value)`` members in file order, repeated names kept
+    (``json.loads`` would keep only the last)."""
+
+
+def _flatten_pairs(data: Any, prefix: str) -> list[tuple[str, str]]:
+    """``flatten_json`` of a document parsed with ``_JsonObject`` objects, every leaf kept."""
+    out: list[tuple[str, str]] = []
+    if isinstance(data, _JsonObject):
+        for k, v in data:
+            out += _flatten_pairs(v, f"{prefix}:{k}" if prefix else k)
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            out += _flatten_pairs(v, f"{prefix}:{i}" if prefix else str(i))
+    else:
+        out += flatten_json(data, prefix).items()
+    return out
+
+
+def _reject_duplicate_keys(path: Path, pairs: list[tuple[str, str]]) -> None:
+    """Two settings of one file whose keys are equal up to case (``Azure:Location`` and
+    ``azure:location``, at any depth) or written twice: .NET's JSON configuration refuses the
+    file ("A duplicate key ... was found"), since only one of the values could win."""
+    seen: dict[str, str] = {}
+    problems: list[str] = []
+    for key, _value in pairs:
+        canon = normalize_key(key)
+        if not canon:
+            continue
+        if canon not in seen:
+            seen[canon] = key
+            continue
+        first = seen[canon]
+        problems.append(
+            f"{key!r} is set twice" if first == key else f"{first!r} and {key!r} are one key"
+        )
+    if problems:
+        raise ConfigurationError(
+            f"{path} sets a key more than once ({'; '.join(problems)}); configuration keys are "
+            "case-insensitive, as in .NET (and __ stands for :), so only one value could win: "
+            "remove all but one of each"
+        )
+
+
 def parse_command_line(args: Sequence[str]) -> tuple[dict[str, str], list[str]]:
     """Split ``--Key=Value`` / ``--Key Value`` pairs from the other arguments.
 
@@ -113,7 +157,9 @@ class Configuration(Mapping[str, str]):
                 return self
             raise ConfigurationError(f"configuration file {p} does not exist")
         try:
-            data = json.loads(p.read_text(encoding="utf-8-sig") or "{}")
+            data = json.loads(
+                p.read_text(encoding="utf-8-sig") or "{}", object_pairs_hook=_JsonObject
+            )
         except UnicodeDecodeError as exc:
             raise ConfigurationError(
                 f"{p} is not UTF-8 text (byte {exc.start}); save it as UTF-8"
@@ -127,9 +173,11 @@ class Configuration(Mapping[str, str]):
                 f"{p} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
                 "fix the file or remove it"
             ) from None
-        if not isinstance(data, dict):
+        if not isinstance(data, _JsonObject):
             raise ConfigurationError(f"{p} must hold a JSON object at the top level")
-        for k, v in flatten_json(data).items():
+        pairs = _flatten_pairs(data, "")
+        _reject_duplicate_keys(p, pairs)
+        for k, v in pairs:
             self._set(k, v)
         self.sources.append(str(p))
         return self

@@ -8,7 +8,9 @@ redis-py arguments. Passwords never appear in ``repr``, errors or logs.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import re
 import socket
 from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
@@ -40,12 +42,74 @@ def _redact(value: object) -> str:
     return "None" if value is None else "'***'"
 
 
+_WHERE = "the Redis connection string"
+_AN_ENDPOINT = f"an endpoint of {_WHERE}"
+#: An integer as StackExchange.Redis reads one: ASCII digits with an optional sign (Python's
+#: ``int()`` would also take ``1_000`` and non-ASCII digits).
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_INT32_MAX = 2**31 - 1
+#: Characters no host name or address holds (a URL's delimiters, whitespace is checked apart).
+_NOT_IN_HOST = frozenset("/\\@?#[]%,=;")
+
+
+def _strict_int(text: str) -> int | None:
+    text = text.strip()
+    if not _INTEGER.fullmatch(text):
+        return None
+    try:
+        return int(text)
+    except ValueError:  # more digits than Python converts
+        return None
+
+
+def _is_ipv6(host: str) -> bool:
+    try:
+        ipaddress.IPv6Address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _host_problem(host: str) -> str | None:
+    """Why ``host`` is no host name, IPv4 or IPv6 address (never echoing it: in a connection
+    string a piece of a password with a comma may land here)."""
+    if not host:
+        return "has no host"
+    if ":" in host:
+        if _is_ipv6(host):
+            return None
+        return (
+            "is malformed: expected host, host:port, [IPv6] or [IPv6]:port, and a host with "
+            "more than one ':' must be an IPv6 address"
+        )
+    if any(ch.isspace() or ch in _NOT_IN_HOST or not ch.isprintable() for ch in host):
+        return "has a host with whitespace, control characters or one of / \\ @ ? # [ ] % , = ;"
+    return None
+
+
+def _port_problem(port: int) -> str | None:
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        return "has a port out of range (1 to 65535)"
+    return None
+
+
 @attrs.frozen
 class RedisEndpoint:
-    """One ``host[:port]`` endpoint; ``port`` is None when the string gave none."""
+    """One ``host[:port]`` endpoint; ``port`` is None when the string gave none.
+
+    ``host`` is a host name, an IPv4 address or an IPv6 address (without brackets); ``port``
+    is 1 to 65535. Anything else is a ``ConfigurationError``.
+    """
 
     host: str
     port: int | None = None
+
+    def __attrs_post_init__(self) -> None:
+        problem = _host_problem(self.host) if isinstance(self.host, str) else "has no host"
+        if problem is None and self.port is not None:
+            problem = _port_problem(self.port)
+        if problem is not None:
+            raise ConfigurationError(f"an endpoint of {_WHERE} {problem}")
 
     def resolved_port(self, tls: bool) -> int:
         """The port to dial: the explicit one, else 6380 with TLS and 6379 without."""
@@ -59,37 +123,50 @@ class RedisEndpoint:
         return host if self.port is None else f"{host}:{self.port}"
 
     @classmethod
-    def parse(cls, token: str) -> RedisEndpoint:
-        """Parse ``host``, ``host:port``, ``[ipv6]`` or ``[ipv6]:port``."""
+    def parse(cls, token: str, where: str = _AN_ENDPOINT) -> RedisEndpoint:
+        """Parse ``host``, ``host:port``, ``[ipv6]``, ``[ipv6]:port`` or a bare IPv6 address.
+
+        ``where`` names the endpoint in errors (``"the endpoint in item 2 of ..."``); the token
+        itself is never echoed, as it may be a piece of a password that held a comma.
+        """
         token = token.strip()
         if token.startswith("["):
             close = token.find("]")
             if close < 0:
-                raise ConfigurationError("an endpoint of the connection string has an unclosed '['")
+                raise ConfigurationError(f"{where} has an unclosed '['")
             host, rest = token[1:close], token[close + 1 :]
-            if not rest:
-                return cls(host)
-            if not rest.startswith(":"):
+            if not _is_ipv6(host):
                 raise ConfigurationError(
-                    "an endpoint of the connection string is malformed (expected host:port)"
+                    f"{where} is malformed: only an IPv6 address goes in brackets"
                 )
-            return cls(host, _parse_port(rest[1:], token))
+            if not rest:
+                return cls._checked(where, host, None)
+            if not rest.startswith(":"):
+                raise ConfigurationError(f"{where} is malformed (expected host:port)")
+            return cls._checked(where, host, _parse_port(rest[1:], where))
         if token.count(":") == 1:
             host, port = token.split(":")
-            return cls(host, _parse_port(port, token))
-        return cls(token)  # a bare host, or an IPv6 address without a port
+            return cls._checked(where, host, _parse_port(port, where))
+        return cls._checked(where, token, None)  # a bare host, or an IPv6 address without a port
+
+    @classmethod
+    def _checked(cls, where: str, host: str, port: int | None) -> RedisEndpoint:
+        problem = _host_problem(host)
+        if problem is not None:
+            raise ConfigurationError(f"{where} {problem}")
+        return cls(host, port)
 
 
-def _parse_port(text: str, token: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
+def _parse_port(text: str, where: str = _AN_ENDPOINT) -> int:
+    port = _strict_int(text)
+    if port is None:
         raise ConfigurationError(
-            "an endpoint of the connection string has a port that is not a number "
+            f"{where} has a port that is not a number "
             "(expected host:port; a password with a comma cannot be written in this format)"
-        ) from None
-    if not 0 < port < 65536:
-        raise ConfigurationError("an endpoint of the connection string has a port out of range")
+        )
+    problem = _port_problem(port)
+    if problem is not None:
+        raise ConfigurationError(f"{where} {problem}")
     return port
 
 
@@ -109,11 +186,38 @@ def _to_bool(key: str, raw: str) -> bool:
     return value
 
 
-def _to_int(key: str, raw: str) -> int:
-    try:
-        return int(raw.strip())
-    except ValueError:
-        raise ConfigurationError(f"connection string key {key} must be a whole number") from None
+@attrs.frozen
+class _IntRange:
+    """A whole-number key and the values it may take; what StackExchange.Redis or redis-py
+    would refuse only when connecting is refused here, naming the key (never the value)."""
+
+    low: int
+    high: int
+    unit: str
+
+    def __call__(self, key: str, raw: str) -> int:
+        value = _strict_int(raw)
+        if value is None:
+            raise ConfigurationError(f"connection string key {key} must be a whole number")
+        self.check(key, value)
+        return value
+
+    def check(self, key: str, value: object) -> None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigurationError(f"connection string key {key} must be a whole number")
+        if not self.low <= value <= self.high:
+            raise ConfigurationError(
+                f"connection string key {key} is out of range: it must be from {self.low} to "
+                f"{self.high}{self.unit}"
+            )
+
+
+#: Milliseconds (0 keeps the default of 5000).
+_MILLISECONDS = _IntRange(0, _INT32_MAX, " milliseconds (0 for the default)")
+_COUNT = _IntRange(0, _INT32_MAX, "")
+#: Seconds of idle time before TCP keep-alive probes; Linux takes at most 32767 (-1 and 0
+#: leave the system default, as -1 does in .NET).
+_KEEP_ALIVE = _IntRange(-1, 32767, " seconds")
 
 
 def _to_protocol(key: str, raw: str) -> int:
@@ -140,13 +244,13 @@ _KEYS: dict[str, tuple[str, _Converter, bool]] = {
     "sslHost": ("ssl_host", _to_str, False),
     "sslProtocols": ("ssl_protocols", _to_str, True),
     "abortConnect": ("abort_connect", _to_bool, True),
-    "connectTimeout": ("connect_timeout", _to_int, True),
-    "syncTimeout": ("sync_timeout", _to_int, True),
-    "asyncTimeout": ("async_timeout", _to_int, True),
-    "connectRetry": ("connect_retry", _to_int, True),
-    "defaultDatabase": ("default_database", _to_int, True),
+    "connectTimeout": ("connect_timeout", _MILLISECONDS, True),
+    "syncTimeout": ("sync_timeout", _MILLISECONDS, True),
+    "asyncTimeout": ("async_timeout", _MILLISECONDS, True),
+    "connectRetry": ("connect_retry", _COUNT, True),
+    "defaultDatabase": ("default_database", _COUNT, True),
     "name": ("name", _to_str, True),
-    "keepAlive": ("keep_alive", _to_int, True),
+    "keepAlive": ("keep_alive", _KEEP_ALIVE, True),
     "serviceName": ("service_name", _to_str, True),
     "protocol": ("protocol", _to_protocol, True),
     "allowAdmin": ("allow_admin", _to_bool, False),
@@ -159,9 +263,9 @@ _KEYS: dict[str, tuple[str, _Converter, bool]] = {
     "setlib": ("setlib", _to_bool, True),
     "highIntegrity": ("high_integrity", _to_bool, False),
     "tunnel": ("tunnel", _to_str, False),
-    "configCheckSeconds": ("config_check_seconds", _to_int, False),
-    "responseTimeout": ("response_timeout", _to_int, False),
-    "writeBuffer": ("write_buffer", _to_int, False),
+    "configCheckSeconds": ("config_check_seconds", _IntRange(0, _INT32_MAX, " seconds"), False),
+    "responseTimeout": ("response_timeout", _MILLISECONDS, False),
+    "writeBuffer": ("write_buffer", _IntRange(0, _INT32_MAX, " bytes"), False),
     "channelPrefix": ("channel_prefix", _to_str, False),
     "ignoreUnknown": ("ignore_unknown", _to_bool, True),
 }
@@ -239,6 +343,19 @@ class RedisConnectionOptions:
     channel_prefix: str | None = _opt()
     ignore_unknown: bool | None = _opt()
 
+    def __attrs_post_init__(self) -> None:
+        """Whole-number options outside what StackExchange.Redis and redis-py take are refused
+        here, naming the key, rather than when connecting."""
+        for key, (attr, convert, _m) in _KEYS.items():
+            value = getattr(self, attr)
+            if value is not None and isinstance(convert, _IntRange):
+                convert.check(key, value)
+        for endpoint in self.endpoints:
+            if not isinstance(endpoint, RedisEndpoint):
+                raise ConfigurationError(
+                    "the endpoints of RedisConnectionOptions must be RedisEndpoint values"
+                )
+
     # -- parsing --------------------------------------------------------------------------
     @classmethod
     def parse(cls, text: str) -> RedisConnectionOptions:
@@ -255,7 +372,7 @@ class RedisConnectionOptions:
         # password held a comma, that "key" is a piece of it and must never be echoed.
         after_password: set[int] = set()
         following_password = False
-        for raw in stripped.split(","):
+        for item, raw in enumerate(stripped.split(","), start=1):
             token = raw.strip()
             if not token:
                 continue
@@ -267,7 +384,9 @@ class RedisConnectionOptions:
                 pairs.append((key, value.strip()))
                 following_password = key.casefold() == "password"
             else:
-                endpoints.append(RedisEndpoint.parse(token))
+                endpoints.append(
+                    RedisEndpoint.parse(token, f"the endpoint in item {item} of {_WHERE}")
+                )
         return cls(tuple(endpoints))._apply(pairs, aliases=False, after_password=after_password)
 
     @classmethod
@@ -276,7 +395,18 @@ class RedisConnectionOptions:
             parts = urlsplit(url)
             port = parts.port
         except ValueError:
-            raise ConfigurationError("the redis URL has an invalid host or port") from None
+            raise ConfigurationError(
+                "the redis URL has an invalid host or port (expected "
+                "redis://[user:password@]host[:port][/db], the port from 1 to 65535)"
+            ) from None
+        if port is not None and _port_problem(port) is not None:
+            raise ConfigurationError("the redis URL has a port out of range (1 to 65535)")
+        if parts.hostname is None and port is not None:
+            raise ConfigurationError("the redis URL has a port but no host")
+        if parts.hostname is not None:
+            problem = _host_problem(parts.hostname)
+            if problem is not None:
+                raise ConfigurationError(f"the redis URL {problem}")
         tls = parts.scheme.casefold() == "rediss"
         values: list[tuple[str, str]] = []
         if tls:
@@ -317,7 +447,7 @@ class RedisConnectionOptions:
         for index, (key, value) in enumerate(items):
             folded = key.casefold()
             if aliases and folded.startswith("endpoints:"):
-                endpoints.append(RedisEndpoint.parse(value))
+                endpoints.append(RedisEndpoint.parse(value, f"the Redis endpoint setting {key}"))
                 continue
             if aliases and folded in _PROPERTY_ALIASES:
                 folded = _PROPERTY_ALIASES[folded].casefold()

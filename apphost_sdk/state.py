@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ApphostError
-from .files import read_json, write_private
+from .files import PrivateFileError, read_private_json, write_private
 from .model.names import slug
 from .process_identity import process_alive
 from .status import phase_of
@@ -25,6 +25,8 @@ from .status import phase_of
 STATUS_FILE = "status.json"
 #: Output of an app host started in the background by ``apphost start``.
 LOG_FILE = "apphost.log"
+#: Generated secrets (passwords, the configuration-hash key), 0600.
+SECRETS_FILE = "secrets.json"
 
 PASSWORD_ALPHABET = string.ascii_letters + string.digits
 PASSWORD_LENGTH = 22
@@ -54,9 +56,10 @@ def running_status(state_dir: Path) -> dict[str, Any] | None:
     """The status of the app host that runs for this state folder, or None.
 
     The status names its writer by pid and process start time, so a pid reused after a crash
-    or reboot is never taken for the app host (and never signalled).
+    or reboot is never taken for the app host (and never signalled). A status file that exists
+    but cannot be read (a folder, a symbolic link, not JSON) raises ``ApphostError`` naming it.
     """
-    status = read_json(state_dir / STATUS_FILE)
+    status = read_status_file(state_dir / STATUS_FILE)
     phase = phase_of(status)
     if not isinstance(status, dict) or phase is None or not phase.is_running:
         return None
@@ -64,6 +67,15 @@ def running_status(state_dir: Path) -> dict[str, Any] | None:
     if not isinstance(pid, int) or not isinstance(start, str) or not start:
         return None
     return status if process_alive(pid, start) else None
+
+
+def read_status_file(path: Path) -> Any:
+    """The content of a status file, None when there is none; ``ApphostError`` naming the file
+    when it cannot be used."""
+    try:
+        return read_private_json(path, "remove it (the app host writes a new one when it starts)")
+    except PrivateFileError as exc:
+        raise ApphostError(str(exc)) from None
 
 
 def running_statuses(root: Path | None = None) -> list[dict[str, Any]]:
@@ -101,7 +113,7 @@ class AppState:
 
     @property
     def secrets_file(self) -> Path:
-        return self.directory / "secrets.json"
+        return self.directory / SECRETS_FILE
 
     @property
     def status_file(self) -> Path:
@@ -116,7 +128,7 @@ class AppState:
     def secret(self, key: str) -> str:
         """Return the secret kept under ``key``, generating and saving it on first use."""
         with self._lock:
-            data = read_json(self.secrets_file) or {}
+            data = self._read_secrets()
             value = data.get(key)
             if not isinstance(value, str) or not value:
                 value = generate_password()
@@ -129,3 +141,21 @@ class AppState:
                         "or set APPHOST_STATE_DIR to a writable folder"
                     ) from None
             return value
+
+    def _read_secrets(self) -> dict[str, Any]:
+        """The kept secrets. A secrets file that exists but cannot be read is an error naming
+        it, never an empty start: generating new passwords over it would lose the old ones,
+        which persistent containers and volumes still use."""
+        fix = (
+            "fix or remove it (removing it generates new passwords: recreate persistent "
+            "containers and volumes with `apphost down APPHOST.py --volumes`)"
+        )
+        try:
+            data = read_private_json(self.secrets_file, fix)
+        except PrivateFileError as exc:
+            raise ApphostError(str(exc)) from None
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            raise ApphostError(f"{self.secrets_file} is not a JSON object; {fix}")
+        return data

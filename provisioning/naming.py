@@ -13,6 +13,7 @@ import base64
 import hashlib
 import re
 import uuid
+from collections.abc import Iterable
 
 from .errors import ConfigurationError
 
@@ -92,10 +93,74 @@ def cache_name_for(resource_name: str, subscription_id: str, resource_group: str
     """
     validate_resource_name(resource_name)
     suffix = unique_suffix(resource_group_id(subscription_id, resource_group))
-    prefix = resource_name.replace("-", "").lower()[: MAX_CACHE_NAME - 1 - SUFFIX_LENGTH]
-    name = f"{prefix}-{suffix}"
+    name = f"{cache_name_prefix(resource_name)}-{suffix}"
     validate_cache_name(name)
     return name
+
+
+#: How many characters of a resource name (hyphens removed) its generated cache name keeps.
+MAX_PREFIX = MAX_CACHE_NAME - 1 - SUFFIX_LENGTH
+
+
+def cache_name_prefix(resource_name: str) -> str:
+    """The part of ``cache_name_for`` taken from the resource name: hyphens removed,
+    lowercased, at most ``MAX_PREFIX`` (49) characters. Two resources of one app whose
+    prefixes are equal would get the same Azure cache (the suffix depends only on the
+    subscription and the resource group)."""
+    return resource_name.replace("-", "").lower()[:MAX_PREFIX]
+
+
+def generated_name_collisions(resource_names: Iterable[str]) -> list[str]:
+    """A problem for each resource whose generated Azure cache name would be that of an
+    earlier one (``my-cache`` and ``mycache``; two names sharing their first 49 characters
+    once hyphens are removed), naming both and the fix; empty when all are distinct.
+
+    Pure (no settings, no call): the model's ``build()`` and the provisioner both use it.
+    Names that do not collide keep the names they always had.
+    """
+    first_of: dict[str, str] = {}
+    problems: list[str] = []
+    for name in resource_names:
+        prefix = cache_name_prefix(name)
+        first = first_of.setdefault(prefix, name)
+        if first != name:
+            problems.append(_collision(first, name, f"{prefix}-<suffix>"))
+    return problems
+
+
+def _collision(first: str, second: str, azure_name: str) -> str:
+    return (
+        f"Azure caches {first} and {second} would both be named {azure_name} in Azure (the "
+        f"generated name drops hyphens and keeps the first {MAX_PREFIX} characters): rename "
+        f"{second} or {first} so that they differ there"
+    )
+
+
+def target_collisions(targets: Iterable[tuple[str, str, str, bool]]) -> list[str]:
+    """Problems for requests that would act on one Azure cache: ``targets`` holds
+    ``(resource name, resource group, Azure name, is existing)``. Two ``as_existing``
+    references to one cache are fine (neither creates nor deletes it); any other pair is not.
+    """
+    first_of: dict[tuple[str, str], tuple[str, bool]] = {}
+    problems: list[str] = []
+    for resource, group, azure_name, existing in targets:
+        key = (group.lower(), azure_name.lower())
+        if key not in first_of:
+            first_of[key] = (resource, existing)
+            continue
+        first, first_existing = first_of[key]
+        if first_existing and existing:
+            continue
+        if not first_existing and not existing:
+            problems.append(_collision(first, resource, azure_name))
+            continue
+        user, generated = (first, resource) if first_existing else (resource, first)
+        problems.append(
+            f"Azure cache {user} uses the existing cache {azure_name} in resource group "
+            f"{group}, which is the name generated for {generated}, so both would act on one "
+            f"cache: rename {generated} or point {user}.as_existing() at another cache"
+        )
+    return problems
 
 
 def generated_resource_group(prefix: str, app_name: str, subscription_id: str) -> str:

@@ -40,6 +40,7 @@ from .errors import (
 from .naming import (
     access_policy_assignment_name,
     cache_name_for,
+    target_collisions,
     validate_cache_name,
     validate_resource_group_name,
 )
@@ -339,6 +340,11 @@ class Provisioner:
         # Validate every name and build every spec (running the configure_infrastructure
         # callbacks once) first, so a bad one fails before any token or call.
         validated = [(r, self._target(r), r.build_spec(self.app_name)) for r in requests]
+        collisions = target_collisions(
+            (r.resource_name, group, name, r.is_existing) for r, (group, name), _s in validated
+        )
+        if collisions:
+            raise ConfigurationError("; ".join(collisions))
         return [self._assemble(r, target, spec) for r, target, spec in validated]
 
     # -- ARM reads ----------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -16,6 +18,7 @@ from .shared import (
     WRITE_SHA,
     CacheBase,
     Items,
+    check_call,
     queue_write,
 )
 from .tracing import traced_async
@@ -37,6 +40,35 @@ class AsyncDistributedCache(CacheBase[aioredis.Redis]):
         kwargs.update(redis_kwargs)
         return cls(aioredis.Redis(**kwargs), instance_name=instance_name, owns_client=True)
 
+    #: The event loop this cache was last called on (weakly: a closed loop may go away).
+    _loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
+
+    def _check_call(self, operation: str) -> None:
+        """Remember the running loop; refuse a call from a thread without one while this
+        cache's loop runs in another thread (a sync endpoint's worker thread): the coroutine
+        could not be awaited there, and an un-awaited call stores or reads nothing.
+
+        A call before any loop runs (``asyncio.run(cache.get(k))``) is fine.
+        """
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            bound = self._loop() if self._loop is not None else None
+            if bound is not None and bound.is_running():
+                raise RuntimeError(
+                    f"AsyncDistributedCache.{operation}() was called from a thread without an "
+                    "event loop while the cache's loop runs in another thread (a sync def "
+                    "endpoint runs in a worker thread): the coroutine could never be awaited "
+                    "there, so nothing would be read or stored. In a sync endpoint use "
+                    "Depends(get_sync_distributed_cache) from apphost_sdk.hosting.asgi (or "
+                    "keyed_sync_distributed_cache(key)), the blocking DistributedCache; "
+                    "elsewhere call it on the loop's thread, e.g. "
+                    f"anyio.from_thread.run(cache.{operation}, ...)"
+                ) from None
+            return
+        if self._loop is None or self._loop() is not loop:
+            self._loop = weakref.ref(loop)
+
     async def _eval(
         self, script: bytes, sha: bytes, keys: Sequence[bytes], args: Sequence[Any]
     ) -> Any:
@@ -54,6 +86,7 @@ class AsyncDistributedCache(CacheBase[aioredis.Redis]):
         return await self._client.execute_command("EVALSHA", sha, len(keys), *keys, *args)
 
     # -- reads ----------------------------------------------------------------------------
+    @check_call
     @traced_async("get", "EVALSHA")
     async def get(self, key: str) -> bytes | None:
         """Return the value (``b""`` is a value), or None; slides a sliding entry's expiry."""
@@ -73,11 +106,13 @@ class AsyncDistributedCache(CacheBase[aioredis.Redis]):
                 self._scripting_failed(exc)
         return await self._read_fallback(k, True)
 
+    @check_call
     async def get_string(self, key: str, encoding: str = "utf-8") -> str | None:
         """``get`` decoded as text (UTF-8, as .NET's ``GetStringAsync``)."""
         data = await self.get(key)
         return None if data is None else data.decode(encoding)
 
+    @check_call
     @traced_async("refresh", "EVALSHA")
     async def refresh(self, key: str) -> None:
         """Reset a sliding entry's expiry without reading its value."""
@@ -100,10 +135,11 @@ class AsyncDistributedCache(CacheBase[aioredis.Redis]):
             await self._client.execute_command(*command)
         return data[0]
 
+    @check_call
     @traced_async("get_many", "EVALSHA")
     async def get_many(self, keys: Iterable[str]) -> list[bytes | None]:
         """Values of ``keys`` in order (None where missing), in one round trip."""
-        encoded = [self._key(k) for k in keys]
+        encoded = self._keys(keys)
         if not encoded:
             return []
         if self._scripting and not self._cluster:
@@ -125,6 +161,7 @@ class AsyncDistributedCache(CacheBase[aioredis.Redis]):
         return data
 
     # -- writes ---------------------------------------------------------------------------
+    @check_call
     @traced_async("set", "HSET")
     async def set(
         self, key: str, value: bytes, options: DistributedCacheEntryOptions | None = None
@@ -144,6 +181,7 @@ class AsyncDistributedCache(CacheBase[aioredis.Redis]):
         queue_write(pipe, plan)
         await pipe.execute()
 
+    @check_call
     async def set_string(
         self,
         key: str,
@@ -154,6 +192,7 @@ class AsyncDistributedCache(CacheBase[aioredis.Redis]):
         """``set`` of text encoded as UTF-8 (as .NET's ``SetStringAsync``)."""
         await self.set(key, value.encode(encoding), options)
 
+    @check_call
     @traced_async("set_many", "MULTI")
     async def set_many(
         self, items: Items, options: DistributedCacheEntryOptions | None = None
@@ -167,6 +206,7 @@ class AsyncDistributedCache(CacheBase[aioredis.Redis]):
             queue_write(pipe, plan)
         await pipe.execute()
 
+    @check_call
     @traced_async("add", "EVALSHA")
     async def add(
         self, key: str, value: bytes, options: DistributedCacheEntryOptions | None = None
@@ -195,12 +235,14 @@ class AsyncDistributedCache(CacheBase[aioredis.Redis]):
                 await pipe.reset()
         return False
 
+    @check_call
     @traced_async("remove", "DEL")
     async def remove(self, key: str) -> None:
         """Delete the entry (the whole hash)."""
         await self._client.execute_command("DEL", self._key(key))
 
     # -- lifetime -------------------------------------------------------------------------
+    @check_call
     async def ping(self) -> bool:
         """PING the server (used by health checks)."""
         return bool(await self._client.ping())

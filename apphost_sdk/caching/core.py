@@ -8,7 +8,7 @@ arithmetic is in integer .NET ticks (100 ns) so values written by .NET read back
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -26,6 +26,8 @@ __all__ = [
     "CacheEntry",
     "SetPlan",
     "datetime_to_ticks",
+    "encode_key",
+    "encode_keys",
     "now_ticks",
     "parse_entry",
     "plan_reads",
@@ -66,6 +68,33 @@ def ticks_to_datetime(ticks: int) -> datetime:
     return _EPOCH + timedelta(microseconds=(ticks - UNIX_EPOCH_TICKS) // 10)
 
 
+def encode_key(prefix: bytes, key: object, argument: str = "key") -> bytes:
+    """The Redis key of ``key``: ``prefix`` and the key in UTF-8, as .NET's ``RedisCache``.
+
+    Both twins (and every method of each) encode keys here, so a key that is not a ``str``
+    (bytes, an int, None) is the same ``TypeError`` naming ``argument`` everywhere.
+    """
+    if not isinstance(key, str):
+        raise TypeError(f"{argument} must be a str, got {type(key).__name__}")
+    try:
+        return prefix + key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(
+            f"{argument} is not valid Unicode text (it holds a lone surrogate): pass a str "
+            "that can be encoded as UTF-8"
+        ) from None
+
+
+def encode_keys(prefix: bytes, keys: object, argument: str = "keys") -> list[bytes]:
+    """``encode_key`` of each of ``keys`` (an iterable of str, never one str: a str is an
+    iterable of its characters, which would read one entry per character)."""
+    if isinstance(keys, (str, bytes, bytearray, memoryview)) or not isinstance(keys, Iterable):
+        raise TypeError(
+            f"{argument} must be an iterable of str keys (a list, say), got {type(keys).__name__}"
+        )
+    return [encode_key(prefix, k, f"{argument}[{i}]") for i, k in enumerate(keys)]
+
+
 def _trunc_div(a: int, b: int) -> int:
     """Integer division truncating toward zero, as C# does."""
     q = abs(a) // b
@@ -100,7 +129,10 @@ def plan_set(
     An absolute expiration that is not in the future is a ``ValueError``, as in .NET.
     """
     if not isinstance(value, (bytes, bytearray, memoryview)):
-        raise TypeError(f"cache values are bytes, not {type(value).__name__}")
+        raise TypeError(
+            f"value must be bytes, got {type(value).__name__} (cache values are bytes; "
+            "set_string() stores text)"
+        )
     absolute: int | None = None
     sliding: int | None = None
     if options is not None:

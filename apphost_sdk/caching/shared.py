@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Generic, TypeVar
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
 from redis.exceptions import NoPermissionError, ResponseError
 
@@ -20,6 +22,7 @@ __all__ = [
     "WRITE_SHA",
     "CacheBase",
     "Items",
+    "check_call",
     "check_client",
     "is_cluster",
     "items_of",
@@ -56,6 +59,11 @@ def items_of(items: Items) -> Iterable[tuple[str, bytes]]:
     """``(key, value)`` pairs of a mapping or an iterable of pairs."""
     if isinstance(items, Mapping):
         return items.items()
+    if isinstance(items, (str, bytes, bytearray, memoryview)) or not isinstance(items, Iterable):
+        raise TypeError(
+            "items must be a mapping of str keys to bytes values or an iterable of (key, "
+            f"value) pairs, got {type(items).__name__}"
+        )
     return items
 
 
@@ -83,6 +91,26 @@ def is_cluster(client: Any) -> bool:
 
 
 ClientT = TypeVar("ClientT")
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+_C = TypeVar("_C", bound="CacheBase[Any]")
+
+
+def check_call(func: Callable[Concatenate[_C, _P], _R]) -> Callable[Concatenate[_C, _P], _R]:
+    """Run the instance's ``_check_call`` when the method is called, before its body: for
+    the async twin that is before a coroutine exists, so a call that could never be awaited
+    (from a sync endpoint's worker thread) is an error at once rather than a silent no-op."""
+    name = func.__name__
+
+    @functools.wraps(func)
+    def call(self: _C, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        self._check_call(name)
+        return func(self, *args, **kwargs)
+
+    mark = getattr(inspect, "markcoroutinefunction", None)  # Python 3.12+
+    if mark is not None and inspect.iscoroutinefunction(func):
+        mark(call)  # still a coroutine function to inspect.iscoroutinefunction()
+    return call
 
 
 class CacheBase(Generic[ClientT]):
@@ -128,17 +156,36 @@ class CacheBase(Generic[ClientT]):
         return f"{type(self).__name__}(instance_name={self._instance_name!r})"
 
     def full_key(self, key: str) -> bytes:
-        """The Redis key of ``key``: the instance name and the key, UTF-8, concatenated."""
-        return self._prefix + key.encode("utf-8")
+        """The Redis key of ``key``: the instance name and the key, UTF-8, concatenated.
+
+        A ``key`` that is not a ``str`` is a ``TypeError`` (``key must be a str, got int``).
+        """
+        return core.encode_key(self._prefix, key)
 
     _key = full_key
+
+    def _keys(self, keys: Iterable[str]) -> list[bytes]:
+        """The Redis keys of ``get_many``'s ``keys``, each checked as ``full_key`` does."""
+        return core.encode_keys(self._prefix, keys)
 
     def _plans(
         self, items: Items, options: DistributedCacheEntryOptions | None
     ) -> list[core.SetPlan]:
         """What ``set_many`` writes: one plan per item, all at the same instant."""
         now = self._clock()
-        return [core.plan_set(self._key(k), v, options, now) for k, v in items_of(items)]
+        plans = []
+        for i, item in enumerate(items_of(items)):
+            try:
+                k, v = item
+            except (TypeError, ValueError):
+                raise TypeError(
+                    f"items[{i}] must be a (key, value) pair, got {type(item).__name__}"
+                ) from None
+            plans.append(core.plan_set(core.encode_key(self._prefix, k, "key"), v, options, now))
+        return plans
+
+    def _check_call(self, operation: str) -> None:
+        """Refuse a call from the wrong kind of thread (see each twin); nothing by default."""
 
     def _scripting_failed(self, exc: ResponseError) -> None:
         """Re-raise data errors; switch to the script-free path when scripting is refused."""

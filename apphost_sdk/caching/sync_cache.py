@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import copy
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -16,6 +18,7 @@ from .shared import (
     WRITE_SHA,
     CacheBase,
     Items,
+    check_call,
     queue_write,
 )
 from .tracing import traced
@@ -42,6 +45,31 @@ class DistributedCache(CacheBase[redis.Redis]):
         kwargs.update(redis_kwargs)
         return cls(redis.Redis(**kwargs), instance_name=instance_name, owns_client=True)
 
+    #: When set (``_refusing_event_loops``), a call from a thread whose event loop is running
+    #: is an error saying this (the fix); None accepts calls from anywhere.
+    _event_loop_hint: str | None = None
+
+    def _refusing_event_loops(self, hint: str) -> DistributedCache:
+        """A view of this cache (same client and instance name) that refuses calls made on a
+        thread running an event loop, where each blocking round trip would stall every other
+        request; ``hint`` says what to use there instead."""
+        view = copy.copy(self)
+        view._event_loop_hint = hint
+        return view
+
+    def _check_call(self, operation: str) -> None:
+        if self._event_loop_hint is None:
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        raise RuntimeError(
+            f"DistributedCache.{operation}() blocks, and it was called on the thread of a "
+            f"running event loop (an async def endpoint), which it would stall: "
+            f"{self._event_loop_hint}"
+        )
+
     def _eval(self, script: bytes, sha: bytes, keys: Sequence[bytes], args: Sequence[Any]) -> Any:
         """EVALSHA, loading the script when the server does not know it yet."""
         try:
@@ -57,6 +85,7 @@ class DistributedCache(CacheBase[redis.Redis]):
         return self._client.execute_command("EVALSHA", sha, len(keys), *keys, *args)
 
     # -- reads ----------------------------------------------------------------------------
+    @check_call
     @traced("get", "EVALSHA")
     def get(self, key: str) -> bytes | None:
         """Return the value (``b""`` is a value), or None; slides a sliding entry's expiry."""
@@ -76,11 +105,13 @@ class DistributedCache(CacheBase[redis.Redis]):
                 self._scripting_failed(exc)
         return self._read_fallback(k, True)
 
+    @check_call
     def get_string(self, key: str, encoding: str = "utf-8") -> str | None:
         """``get`` decoded as text (UTF-8, as .NET's ``GetString``)."""
         data = self.get(key)
         return None if data is None else data.decode(encoding)
 
+    @check_call
     @traced("refresh", "EVALSHA")
     def refresh(self, key: str) -> None:
         """Reset a sliding entry's expiry without reading its value."""
@@ -103,10 +134,11 @@ class DistributedCache(CacheBase[redis.Redis]):
             self._client.execute_command(*command)
         return data[0]
 
+    @check_call
     @traced("get_many", "EVALSHA")
     def get_many(self, keys: Iterable[str]) -> list[bytes | None]:
         """Values of ``keys`` in order (None where missing), in one round trip."""
-        encoded = [self._key(k) for k in keys]
+        encoded = self._keys(keys)
         if not encoded:
             return []
         if self._scripting and not self._cluster:
@@ -126,6 +158,7 @@ class DistributedCache(CacheBase[redis.Redis]):
         return data
 
     # -- writes ---------------------------------------------------------------------------
+    @check_call
     @traced("set", "HSET")
     def set(
         self, key: str, value: bytes, options: DistributedCacheEntryOptions | None = None
@@ -145,6 +178,7 @@ class DistributedCache(CacheBase[redis.Redis]):
         queue_write(pipe, plan)
         pipe.execute()
 
+    @check_call
     def set_string(
         self,
         key: str,
@@ -155,6 +189,7 @@ class DistributedCache(CacheBase[redis.Redis]):
         """``set`` of text encoded as UTF-8 (as .NET's ``SetString``)."""
         self.set(key, value.encode(encoding), options)
 
+    @check_call
     @traced("set_many", "MULTI")
     def set_many(self, items: Items, options: DistributedCacheEntryOptions | None = None) -> None:
         """Store several entries with the same options in one round trip (MULTI/EXEC)."""
@@ -166,6 +201,7 @@ class DistributedCache(CacheBase[redis.Redis]):
             queue_write(pipe, plan)
         pipe.execute()
 
+    @check_call
     @traced("add", "EVALSHA")
     def add(
         self, key: str, value: bytes, options: DistributedCacheEntryOptions | None = None
@@ -194,12 +230,14 @@ class DistributedCache(CacheBase[redis.Redis]):
                 pipe.reset()
         return False
 
+    @check_call
     @traced("remove", "DEL")
     def remove(self, key: str) -> None:
         """Delete the entry (the whole hash)."""
         self._client.execute_command("DEL", self._key(key))
 
     # -- lifetime -------------------------------------------------------------------------
+    @check_call
     def ping(self) -> bool:
         """PING the server (used by health checks)."""
         return bool(self._client.ping())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -12,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ApphostError
+from ..files import read_json
 from ..process_identity import process_alive, process_start_time
-from ..state import LOG_FILE, STATUS_FILE, app_identity, ensure_directory, read_json, state_root
+from ..run_lock import RunLock
+from ..state import LOG_FILE, STATUS_FILE, app_identity, ensure_directory, state_root
 from ..status import AppPhase, phase_of
 
 
@@ -54,22 +57,51 @@ class Launched:
         return self.returncode
 
 
+def open_log(path: Path) -> int:
+    """Open (truncate) the background app host's log, 0600, never through a symbolic link
+    planted in its place (the link is replaced); ``ApphostError`` naming it when impossible."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        try:
+            fd = os.open(path, flags, 0o600)
+        except OSError as exc:
+            if exc.errno != errno.ELOOP and not path.is_symlink():
+                raise
+            path.unlink()  # a link where the log belongs: replace it, never write through it
+            fd = os.open(path, flags | os.O_EXCL, 0o600)
+        os.fchmod(fd, 0o600)  # an older log may have another mode
+    except OSError as exc:
+        raise ApphostError(
+            f"cannot write the log {path}: {exc.strerror}; remove it, or set APPHOST_STATE_DIR "
+            "to a writable folder"
+        ) from None
+    return fd
+
+
 def launch(
-    app_host: Path, extra_args: list[str], run: Callable[[Path, list[str]], int]
+    app_host: Path,
+    extra_args: list[str],
+    run: Callable[[Path, list[str]], int],
+    lock: RunLock,
 ) -> Launched:
     """Start the app host detached, its output going to the state folder's log.
 
-    On POSIX the CLI forks and the child runs the app host file with ``run`` in a new session:
-    no second interpreter start-up, which is most of what ``apphost start`` adds.
+    ``lock`` is the app's run lock, taken by the caller before anything here touches the log or
+    the status: the forked app host inherits it and holds it until it exits, and its pid is
+    recorded in it. On POSIX the CLI forks and the child runs the app host file with ``run`` in
+    a new session: no second interpreter start-up, which is most of what ``apphost start`` adds.
     """
     state_dir = state_dir_for(app_host)
     ensure_directory(state_dir)
     (state_dir / STATUS_FILE).unlink(missing_ok=True)
-    log_path = state_dir / LOG_FILE
+    log_fd = open_log(state_dir / LOG_FILE)
+    env_state = os.environ.get("APPHOST_STATE_DIR")
+    if env_state:  # the app host runs in its own folder: keep a relative state folder the same
+        os.environ["APPHOST_STATE_DIR"] = str(Path(env_state).expanduser().absolute())
     if not hasattr(os, "fork"):
-        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.chmod(log_path, 0o600)
-        with os.fdopen(fd, "wb") as log:
+        # No fork (and no flock) on this platform: the child cannot inherit the lock.
+        lock.release()
+        with os.fdopen(log_fd, "wb") as log:
             popen = subprocess.Popen(
                 [sys.executable, str(app_host), *extra_args],
                 cwd=app_host.parent,
@@ -84,26 +116,28 @@ def launch(
     sys.stderr.flush()
     pid = os.fork()
     if pid:
+        os.close(log_fd)
+        lock.record_pid(pid)
+        lock.detach()  # the app host holds it from here on
         return Launched(pid)
     code = 1
     try:  # the child: become the detached app host
         os.setsid()
-        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.fchmod(fd, 0o600)  # an older log may have another mode
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        os.close(fd)
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
+        os.close(log_fd)
         os.close(null)
         os.chdir(app_host.parent)
         os.environ["APPHOST_DETACHED"] = "1"
         code = run(app_host, extra_args)
     except BaseException as exc:  # report it in the log; never return into the CLI
-        print(describe_failure(exc), file=sys.stderr)
+        print(describe_failure(exc, app_host), file=sys.stderr)
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
+        lock.release()
         os._exit(code)
 
 
@@ -169,27 +203,42 @@ def stop_pid(pid: int, timeout: float, start_time: str = "") -> bool:
     return False
 
 
-def describe_failure(exc: BaseException) -> str:
-    """One message for an app host file that failed: our own errors as they are, anything
-    else with the frames of the user's file (not the SDK's) so the line to fix is shown."""
+def describe_failure(exc: BaseException, app_host: Path | None = None) -> str:
+    """One message for an app host file that failed, the same under ``apphost run`` and
+    ``apphost start``: our own errors as they are, anything else with the frames of the user's
+    code only (from ``app_host`` on, none of the SDK's or of ``runpy``), so the line to fix is
+    shown. A syntax error shows its file, line and caret."""
     if isinstance(exc, ApphostError):
         return f"apphost: {exc}"
     import traceback
 
-    frames = [
-        f
-        for f in traceback.extract_tb(exc.__traceback__)
-        if "/apphost_sdk/" not in f.filename and not f.filename.startswith("<frozen")
-    ]
+    frames = traceback.extract_tb(exc.__traceback__)
+    if app_host is not None:
+        first = next((i for i, f in enumerate(frames) if f.filename == str(app_host)), None)
+        frames = traceback.StackSummary.from_list(frames[first:] if first is not None else [])
+    frames = traceback.StackSummary.from_list(
+        [
+            f
+            for f in frames
+            if "/apphost_sdk/" not in f.filename and not f.filename.startswith("<frozen")
+        ]
+    )
     where = "".join(traceback.format_list(frames))
-    what = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    what = "".join(traceback.format_exception_only(type(exc), exc)).rstrip()
     return f"apphost: the app host file raised an error:\n{where}{what}"
 
 
 def log_tail(state_dir: Path, lines: int = 15) -> str:
-    """The last lines of the background app host's output."""
-    try:
-        text = (state_dir / LOG_FILE).read_text(errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
+    """The last lines of the background app host's output (read from the end of the log,
+    or of its previous generation right after a rotation)."""
+    for name in (LOG_FILE, f"{LOG_FILE}.1"):
+        try:
+            with open(state_dir / name, "rb") as fh:
+                fh.seek(0, os.SEEK_END)
+                fh.seek(max(0, fh.tell() - 65536))
+                text = fh.read().decode("utf-8", "replace")
+        except OSError:
+            continue
+        if text.strip():
+            return "\n".join(text.splitlines()[-lines:])
+    return ""

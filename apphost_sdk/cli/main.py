@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import runpy
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from .. import __version__
 from ..errors import ApphostError
-from ..state import LOG_FILE, running_status, running_statuses
+from ..state import LOG_FILE, app_identity, running_status, running_statuses
+from ..status import AppPhase, phase_of
 
-USAGE = """apphost COMMAND [APPHOST.py] [options]
+USAGE = "apphost [-h] [--version] COMMAND [APPHOST.py] [options]"
 
-commands:
+COMMANDS_HELP = """commands:
   run APPHOST.py         run the app in the foreground until Ctrl-C (same as python APPHOST.py)
   start APPHOST.py       start it in the background; exit 0 once every resource is healthy
   stop APPHOST.py        stop an app started with `apphost start`
@@ -25,6 +28,15 @@ commands:
   provision APPHOST.py   provision the app's Azure resources and print their outputs
   destroy APPHOST.py     delete the Azure resources this app created
 """
+
+EPILOG = """`apphost COMMAND --help` shows a command's options. Other --Key=Value or --Key Value
+options after APPHOST.py are configuration for the app host (e.g. --Azure:Location=westus).
+Exit codes: 0 success, 1 failure (the reason on stderr), 2 usage error, 130 interrupted."""
+
+CONFIG_EPILOG = (
+    "Other --Key=Value or --Key Value options are configuration for the app host "
+    "(e.g. --Azure:Location=westus); of those, only -h and --help belong to apphost."
+)
 
 
 def _app_host(value: str) -> Path:
@@ -113,39 +125,62 @@ def _print_table(status: dict[str, Any]) -> None:
         print(
             f"  {r.get('name', '?'):<20} {r.get('kind', ''):<14} {r.get('state', '?'):<14} "
             f"{health or '':<10} {r.get('endpoint') or ''}"
+            + (f"  ({r['healthReason']})" if r.get("healthReason") else "")
         )
 
 
 def cmd_start(ns: argparse.Namespace, rest: list[str]) -> int:
+    from .. import run_lock
     from . import background
 
     app_host = _app_host(ns.apphost)
     state_dir = background.state_dir_for(app_host)
-    status = running_status(state_dir)
-    if status is None:
-        proc = background.launch(app_host, rest, _run_path)
-        try:
-            ready, status, reason = background.wait_ready(proc, state_dir, ns.timeout)
-        except KeyboardInterrupt:
-            background.stop_pid(proc.pid, 30)
-            print("apphost start: interrupted; stopped the app host", file=sys.stderr)
-            return 130
-        if not ready:
-            print(f"apphost start: {reason}", file=sys.stderr)
-            tail = background.log_tail(state_dir)
-            if tail:
-                print(f"last lines of {state_dir / LOG_FILE}:\n{tail}", file=sys.stderr)
-            return 1
-    elif not ns.json:
-        print(f"already running (pid {status.get('pid')})")
-        if rest:
-            print(f"ignored {' '.join(rest)}: stop the app first to change its settings")
+    name = app_identity(app_host)[0]
+    # The run lock first: a second starter stops here, before it touches the log or status.
+    try:
+        lock = run_lock.acquire(state_dir, name, app_host, record_pid=False)
+    except run_lock.AlreadyRunningError as exc:
+        status = running_status(state_dir)
+        if status is None or phase_of(status) is not AppPhase.READY or status["pid"] != exc.pid:
+            raise  # another starter is on its way: exit 1 naming its pid
+        # Already up and healthy: what `start` promises holds, so report it (exit 0), as
+        # `docker compose up --wait` does; nothing is started and nothing is written.
+        if not ns.json:
+            print(f"already running (pid {status['pid']})")
+            if rest:
+                print(f"ignored {' '.join(rest)}: stop the app first to change its settings")
+        _show_status(status, ns)
+        return 0
+    try:
+        other = running_status(state_dir)  # an app host that predates the lock
+        if other is not None:
+            raise ApphostError(run_lock.already_running_message(name, app_host, other["pid"]))
+        proc = background.launch(app_host, rest, _run_path, lock)
+    except BaseException:
+        lock.release()
+        raise
+    try:
+        ready, status, reason = background.wait_ready(proc, state_dir, ns.timeout)
+    except KeyboardInterrupt:
+        background.stop_pid(proc.pid, 30)
+        print("apphost start: interrupted; stopped the app host", file=sys.stderr)
+        return 130
+    if not ready:
+        print(f"apphost start: {reason}", file=sys.stderr)
+        tail = background.log_tail(state_dir)
+        if tail:
+            print(f"last lines of {state_dir / LOG_FILE}:\n{tail}", file=sys.stderr)
+        return 1
     assert status is not None
+    _show_status(status, ns)
+    return 0
+
+
+def _show_status(status: dict[str, Any], ns: argparse.Namespace) -> None:
     if ns.json:
         print(json.dumps(_public_status(status, ns.show_secrets), indent=2))
     else:
         _print_table(status)
-    return 0
 
 
 def cmd_stop(ns: argparse.Namespace, rest: list[str]) -> int:
@@ -181,7 +216,7 @@ def cmd_status(ns: argparse.Namespace, rest: list[str]) -> int:
 
 def cmd_down(ns: argparse.Namespace, rest: list[str]) -> int:
     from ..runtimes.cleanup import down
-    from ..state import app_identity
+    from ..state import app_identity, state_root
     from . import background
 
     if not ns.apphost and not ns.all:
@@ -197,7 +232,16 @@ def cmd_down(ns: argparse.Namespace, rest: list[str]) -> int:
         verb = "is" if len(live) == 1 else "are"
         raise ApphostError(f"{names} {verb} running; stop with `apphost stop APPHOST.py` first")
     app_id = None if app_host is None else app_identity(app_host)[1]
-    removed = down(app_id, ns.volumes, print)  # announces each removal, or that there was none
+    # The process runtime keeps an app's data in its state folder; the engine's objects are
+    # checked against every live app host, whatever state folder it uses (``down`` refuses,
+    # naming the pid, while one uses them).
+    if app_host is None:
+        root = state_root()
+        state_dirs = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    else:
+        state_dirs = [background.state_dir_for(app_host)]
+    # Announces each removal, or that there was none.
+    removed = down(app_id, ns.volumes, print, state_dirs=state_dirs)
     if removed:
         print(f"removed {len(removed)} item(s)")
     if not ns.volumes:
@@ -216,11 +260,33 @@ class _Parser(argparse.ArgumentParser):
     def __init__(self, *args: Any, one_line_errors: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.one_line_errors = one_line_errors
+        #: The parser of each command, by name (on the top-level parser).
+        self.commands: dict[str, _Parser] = {}
 
     def error(self, message: str) -> NoReturn:
         if self.one_line_errors:
             raise UsageError(f"{self.prog}: {message}")
         super().error(message)
+
+
+def _seconds(minimum: float, allow_minimum: bool) -> Callable[[str], float]:
+    """The type of a ``--timeout``: a finite number of seconds (no ``nan``, ``inf``, or
+    negative number), a usage error otherwise."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        ok = math.isfinite(value) and (value > minimum or (allow_minimum and value == minimum))
+        if not ok:
+            bound = f"{minimum:g} or more" if allow_minimum else f"more than {minimum:g}"
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a number of seconds; give a finite number, {bound}"
+            )
+        return value
+
+    return parse
 
 
 def _azure(name: str) -> Callable[[argparse.Namespace, list[str]], int]:
@@ -235,58 +301,99 @@ def _azure(name: str) -> Callable[[argparse.Namespace, list[str]], int]:
     return run
 
 
-def _add_azure_parser(sub: Any, name: str, description: str) -> _Parser:
-    """The parser of ``apphost plan | provision | destroy APPHOST.py``: usage errors in one
-    line, and no abbreviations (``--form`` is configuration, not ``--format``)."""
+def _add_parser(parser: _Parser, sub: Any, name: str, description: str, **kwargs: Any) -> _Parser:
+    """A command's parser: no abbreviations (``--form`` or ``--time`` is configuration for the
+    app host, never a prefix of one of our flags)."""
     p: _Parser = sub.add_parser(
-        name,
-        help=f"{name} Azure resources",
-        description=description,
-        epilog="Other --Key=Value or --Key Value options are configuration for the app host "
-        "(e.g. --Azure:Location=westus), as with `apphost run`.",
-        allow_abbrev=False,
-        one_line_errors=True,
+        name, help=description, description=description, allow_abbrev=False, **kwargs
     )
-    p.add_argument("apphost")
+    parser.commands[name] = p
     return p
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _add_azure_parser(parser: _Parser, sub: Any, name: str, description: str) -> _Parser:
+    """The parser of ``apphost plan | provision | destroy APPHOST.py``: usage errors in one
+    line."""
+    p = _add_parser(parser, sub, name, description, epilog=CONFIG_EPILOG, one_line_errors=True)
+    p.add_argument("apphost", metavar="APPHOST.py", help="the app host file (or its folder)")
+    return p
+
+
+def build_parser() -> _Parser:
     """The ``apphost`` parser: one subparser per command, used for help and for parsing."""
-    parser = _Parser(prog="apphost", usage=USAGE, add_help=True)
-    sub = parser.add_subparsers(dest="command", required=True, prog="apphost")
+    parser = _Parser(
+        prog="apphost",
+        usage=USAGE,
+        description=COMMANDS_HELP,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"apphost {__version__}", help="show the version"
+    )
+    # The commands are listed once, in the description; the subparsers' own list is hidden.
+    sub = parser.add_subparsers(
+        dest="command", required=True, prog="apphost", metavar="COMMAND", help=argparse.SUPPRESS
+    )
+    app_host_help = "the app host file (or its folder)"
 
-    p = sub.add_parser("run", help="run in the foreground")
-    p.add_argument("apphost")
+    p = _add_parser(
+        parser,
+        sub,
+        "run",
+        "run the app in the foreground until Ctrl-C or SIGTERM (same as python APPHOST.py)",
+        usage="apphost run [-h] APPHOST.py [--Key=Value | --Key Value ...]",
+        epilog="Everything after APPHOST.py is configuration for the app host (--Key=Value or "
+        "--Key Value), except -h and --help. Ctrl-C stops it (exit 130); SIGTERM too (exit 0).",
+    )
+    p.add_argument("apphost", metavar="APPHOST.py", help=app_host_help)
 
-    p = sub.add_parser("start", help="start in the background and wait until healthy")
-    p.add_argument("apphost")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS")
+    p = _add_parser(
+        parser,
+        sub,
+        "start",
+        "start the app in the background; exit 0 once every resource runs and is healthy",
+        epilog=CONFIG_EPILOG,
+    )
+    p.add_argument("apphost", metavar="APPHOST.py", help=app_host_help)
+    p.add_argument("--json", action="store_true", help="print the status as one JSON object")
+    p.add_argument(
+        "--timeout",
+        type=_seconds(0, allow_minimum=False),
+        default=300.0,
+        metavar="SECONDS",
+        help="give up (and stop the app host) when not healthy after this long (default 300)",
+    )
     p.add_argument("--show-secrets", action="store_true", help="print secret values as they are")
 
-    p = sub.add_parser("stop", help="stop an app started with `apphost start`")
-    p.add_argument("apphost")
-    p.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS")
+    p = _add_parser(parser, sub, "stop", "stop an app started with `apphost start`")
+    p.add_argument("apphost", metavar="APPHOST.py", help=app_host_help)
+    p.add_argument(
+        "--timeout",
+        type=_seconds(0, allow_minimum=True),
+        default=60.0,
+        metavar="SECONDS",
+        help="SIGKILL the app host when it has not stopped after this long (default 60)",
+    )
 
-    p = sub.add_parser("status", help="show running app hosts")
-    p.add_argument("apphost", nargs="?")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--show-secrets", action="store_true")
+    p = _add_parser(parser, sub, "status", "show running app hosts and their resources")
+    p.add_argument("apphost", metavar="APPHOST.py", nargs="?", help="only this app host")
+    p.add_argument("--json", action="store_true", help="print a JSON list")
+    p.add_argument("--show-secrets", action="store_true", help="print secret values as they are")
 
-    p = sub.add_parser("down", help="remove what the SDK created in the container engine")
-    p.add_argument("apphost", nargs="?")
+    p = _add_parser(parser, sub, "down", "remove what the SDK created in the container engine")
+    p.add_argument("apphost", metavar="APPHOST.py", nargs="?", help="only this app's")
     p.add_argument("--all", action="store_true", help="for every app, not one")
     p.add_argument("--volumes", action="store_true", help="also persistent containers and volumes")
 
     # The Azure commands' flags, read by apphost_sdk.cli.azure_commands.
     p = _add_azure_parser(
-        sub, "plan", "show which Azure resources would be created, updated or left alone"
+        parser, sub, "plan", "show which Azure resources would be created, updated or left alone"
     )
     p.add_argument("--json", action="store_true", help="print JSON on stdout")
 
     p = _add_azure_parser(
-        sub, "provision", "provision the app's Azure resources and print their outputs"
+        parser, sub, "provision", "provision the app's Azure resources and print their outputs"
     )
     p.add_argument("--json", action="store_true", help="print JSON on stdout")
     p.add_argument(
@@ -296,7 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--show-secrets", action="store_true", help="print keys and secret connection strings"
     )
 
-    p = _add_azure_parser(sub, "destroy", "delete the Azure resources this app created")
+    p = _add_azure_parser(parser, sub, "destroy", "delete the Azure resources this app created")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     return parser
 
@@ -312,6 +419,11 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, list[str]], int]] = {
 }
 
 
+#: Commands whose unrecognised arguments are configuration for the app host.
+TAKES_CONFIGURATION = frozenset({"run", "start", "plan", "provision", "destroy"})
+HELP_FLAGS = frozenset({"-h", "--help"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``apphost`` console script and ``python -m apphost_sdk``."""
     try:
@@ -322,20 +434,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(args: list[str]) -> int:
     parser = build_parser()
+    if args and args[0] in parser.commands and HELP_FLAGS.intersection(args[1:]):
+        # -h / --help anywhere after the command shows its usage and runs nothing, even among
+        # configuration arguments (which argparse would not see for `run`).
+        parser.commands[args[0]].print_help()
+        parser.exit(0)  # as argparse's own --help: SystemExit(0)
     if args and args[0] == "run":
         # Everything after the file belongs to the app host (configuration overrides).
-        if len(args) < 2:
-            parser.error("run needs the path of an app host file")
-        try:
-            return _run_path(_app_host(args[1]), args[2:])
-        except ApphostError as exc:
-            print(f"apphost run: {exc}", file=sys.stderr)
-            return 1
+        if len(args) < 2 or args[1].startswith("-"):
+            parser.commands["run"].error("give the path of an app host file after run")
+        return _cmd_run(args[1], args[2:])
     try:
         ns, rest = parser.parse_known_args(args)
     except UsageError as exc:
         print(exc, file=sys.stderr)
         return 2
+    if rest and ns.command not in TAKES_CONFIGURATION:
+        parser.commands[ns.command].error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         return COMMANDS[ns.command](ns, rest)
     except ApphostError as exc:
@@ -343,3 +458,23 @@ def _main(args: list[str]) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _cmd_run(path: str, config: list[str]) -> int:
+    """``apphost run APPHOST.py ...``: the app host file in this process, its failures shown as
+    ``apphost start`` shows them (the user's frames, never the CLI's)."""
+    from .background import describe_failure
+
+    try:
+        app_host = _app_host(path)
+    except ApphostError as exc:
+        print(f"apphost run: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return _run_path(app_host, config)
+    except ApphostError as exc:
+        print(f"apphost run: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # the app host file's own error (syntax, exception)
+        print(describe_failure(exc, app_host), file=sys.stderr)
+        return 1

@@ -178,7 +178,13 @@ def _create_registration(
             f"Redis connection {name!r} has no connection string: set ConnectionStrings:{name} "
             f"or {SECTION}:{name}:ConnectionString (environment: ConnectionStrings__{name})"
         )
-    options = RedisConnectionOptions.parse(settings.connection_string)
+    try:
+        options = RedisConnectionOptions.parse(settings.connection_string)
+    except ConfigurationError as exc:  # the parser names the key, never a value
+        raise ConfigurationError(
+            f"Redis connection {name!r} (ConnectionStrings:{name} or "
+            f"{SECTION}:{name}:ConnectionString): {exc}"
+        ) from None
     options = bind_connection_options(config, name, options)
     if configure_options is not None:
         changed = configure_options(options)

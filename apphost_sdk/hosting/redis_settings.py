@@ -11,6 +11,7 @@ import attrs
 
 from ..configuration import Configuration
 from ..connection_strings import RedisConnectionOptions
+from ..errors import ConfigurationError
 
 __all__ = ["SECTION", "RedisSettings", "bind_connection_options", "bind_settings"]
 
@@ -66,7 +67,10 @@ def bind_connection_options(
     for path in (f"{SECTION}:ConfigurationOptions", f"{SECTION}:{name}:ConfigurationOptions"):
         section = config.get_section(path)
         if len(section):
-            options = options.with_values(section.to_dict(), aliases=True)
+            try:
+                options = options.with_values(section.to_dict(), aliases=True)
+            except ConfigurationError as exc:  # names the key, never a value
+                raise ConfigurationError(f"{path}: {exc}") from None
     if options.abort_connect is None:
         options = attrs.evolve(options, abort_connect=False)
     return options

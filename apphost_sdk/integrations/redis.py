@@ -323,6 +323,9 @@ class RedisResource(ContainerResource):
         return RedisEndpoint(host, endpoint.port, password).environment(connection_name)
 
     def _process_launch(self, context: ProcessContext) -> ProcessLaunch:
+        # Without a /data mount the data lives in the private folder: removed at stop for a
+        # session resource, kept from run to run (with its port) for a persistent one, until
+        # `apphost down --volumes`. Redis saves on SIGTERM under its default save policy.
         data_dir = context.mount_dirs.get(DATA_DIR, context.scratch_dir / "data")
         data_dir.mkdir(parents=True, exist_ok=True)
         pw = self.password

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,7 +30,7 @@ from .arguments import (
     wrong_value,
 )
 from .containers import require_endpoint
-from .resources import Resource
+from .resources import ParameterResource, Resource
 
 if TYPE_CHECKING:
     from .builder import DistributedApplicationBuilder
@@ -162,10 +163,38 @@ class ExecutableResource(Resource):
         return self
 
 
+def _app_directory_problem(r: ExecutableResource, method: str) -> str | None:
+    """A Python app's folder that does not exist (checked by ``build()``, before anything
+    starts, rather than when the app is started)."""
+    cwd = Path(r.working_directory)
+    if cwd.is_dir():
+        return None
+    what = "is not a folder" if cwd.exists() else "does not exist"
+    return (
+        f"{r.name}: the app_directory {cwd} {what}: create it or fix the app_directory passed "
+        f"to {method}({r.name!r}, ...)"
+    )
+
+
 class PythonAppResource(ExecutableResource):
     """A Python script run with the app's own ``.venv`` when it has one."""
 
     kind = "python-app"
+
+    def problems(self, value_of: Callable[[ParameterResource], str | None]) -> list[str]:
+        """The app's folder and script must exist."""
+        out = super().problems(value_of)
+        folder = _app_directory_problem(self, "add_python_app")
+        if folder is not None:
+            return [*out, folder]
+        script = Path(self.working_directory) / self.command
+        if not script.is_file():
+            what = "is not a file" if script.exists() else "does not exist"
+            out.append(
+                f"{self.name}: the script {script} {what}: create it or fix the script passed "
+                f"to add_python_app({self.name!r}, ...) (a path relative to the app_directory)"
+            )
+        return out
 
     def _resolve(self) -> list[str]:
         cwd = self._working_directory()
@@ -179,6 +208,11 @@ class PythonModuleResource(ExecutableResource):
     """``python -m package.module`` run with the app's own ``.venv`` when it has one."""
 
     kind = "python-module"
+
+    def problems(self, value_of: Callable[[ParameterResource], str | None]) -> list[str]:
+        """The app's folder must exist."""
+        folder = _app_directory_problem(self, "add_python_module")
+        return [*super().problems(value_of), *([folder] if folder is not None else [])]
 
     def _resolve(self) -> list[str]:
         cwd = self._working_directory()
@@ -197,6 +231,11 @@ class UvicornAppResource(ExecutableResource):
         super().__init__(builder, name, "uvicorn", working_directory, [app])
         self.annotations.append(EnvironmentAnnotation("UVICORN_HOST", "127.0.0.1"))
         self.with_http_endpoint()
+
+    def problems(self, value_of: Callable[[ParameterResource], str | None]) -> list[str]:
+        """The app's folder must exist."""
+        folder = _app_directory_problem(self, "add_uvicorn_app")
+        return [*super().problems(value_of), *([folder] if folder is not None else [])]
 
     def with_http_endpoint(
         self, port: int | None = None, env: str = "UVICORN_PORT", *, name: str = "http"

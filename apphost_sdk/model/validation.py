@@ -36,6 +36,7 @@ def validate(builder: DistributedApplicationBuilder) -> None:
     problems += _port_problems(builder.resources)
     problems += _container_problems(builder)
     problems += _value_problems(builder)
+    problems += _azure_name_problems(builder)
     if problems:
         raise ValidationError(problems)
 
@@ -352,6 +353,64 @@ def _secret_problems(builder: DistributedApplicationBuilder) -> list[str]:
                 f"parameter {r.name} is a secret shorter than {MIN_SECRET_LENGTH} characters, "
                 "which cannot be masked in output: give it a longer value"
             )
+    problems += _password_character_problems(builder)
     for r in builder.resources:
         problems += run_mode_resource(r).problems(lambda p: _parameter_value(builder, p))
     return problems
+
+
+def _password_character_problems(builder: DistributedApplicationBuilder) -> list[str]:
+    """Secret parameters and those a resource type needs (a Redis password) that no service
+    could use: a value that starts or ends with whitespace (connection-string parsers, .NET's
+    and ours, trim it, so clients send another password) or holds a NUL character (which no
+    environment variable, argument or C string carries). Other control characters inside a
+    value go through intact and are accepted."""
+    checked: list[ParameterResource] = [
+        p for p in builder.resources if isinstance(p, ParameterResource) and p.secret
+    ]
+    for r in builder.resources:
+        checked += [p for p in run_mode_resource(r).parameters() if p not in checked]
+    problems: list[str] = []
+    for p in checked:
+        value = _parameter_value(builder, p)
+        if value is None:
+            continue
+        where = f"parameter {p.name} (its value is not shown)"
+        fix = f"remove it from Parameters:{p.name} or the value= passed to add_parameter()"
+        if value != value.strip():
+            problems.append(
+                f"{where} starts or ends with whitespace, which connection strings drop, so "
+                f"clients would send another password: {fix}"
+            )
+        if "\0" in value:
+            problems.append(
+                f"{where} contains a NUL character, which no environment variable or "
+                f"argument can carry: {fix}"
+            )
+    return problems
+
+
+def _azure_name_problems(builder: DistributedApplicationBuilder) -> list[str]:
+    """Azure caches of the app whose generated Azure names would be one (``my-cache`` and
+    ``mycache``, or long names sharing their first 49 characters): ``plan`` would say
+    "create" twice and ``provision`` fail. Azure resources are those with a callable
+    ``to_azure_request()``; the naming rule is ``provisioning.naming``'s, imported only when
+    there are two of them (the ``provisioning`` package may be absent)."""
+    names: list[str] = []
+    for r in builder.resources:
+        to_request = getattr(r, "to_azure_request", None)
+        if not callable(to_request) or name_problem(r.name) is not None:
+            continue
+        try:
+            request = to_request()
+        except ImportError:
+            return []
+        if getattr(request, "existing_name", None) is None:
+            names.append(str(getattr(request, "resource_name", r.name)))
+    if len(names) < 2:
+        return []
+    try:
+        from provisioning.naming import generated_name_collisions
+    except ImportError:
+        return []
+    return generated_name_collisions(names)

@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import threading
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -20,7 +21,7 @@ from ..masking import SecretMasker
 from ..model.builder import DistributedApplicationBuilder, register_app_factory
 from ..model.resources import Resource
 from ..process_identity import process_start_time
-from ..state import AppState, app_identity, running_status, state_root, write_private
+from ..state import LOG_FILE, AppState, app_identity, running_status, state_root, write_private
 from ..status import AppPhase, AppStatus, ResourceStatus
 from .console import Reporter, make_reporter
 from .orchestrator import Orchestrator
@@ -115,17 +116,33 @@ class DistributedApplication:
         run_called = True
         if self._orchestrator is not None:
             raise ApphostError("this application is already started; call stop() first")
-        other = running_status(self.state.directory)
-        if other is not None and other.get("pid") != os.getpid():
-            raise ApphostError(
-                f"{self.app_name} is already running (pid {other['pid']}); stop it with "
-                f"`apphost stop {self.builder.app_host_path}` first"
-            )
         if not self.execution_context.is_run_mode:
             raise ApphostError(
                 "publish mode is not available yet; run without --publisher to run the app"
             )
+        # One app host per app: the run lock, before anything starts or is written. It is held
+        # until run() ends, the app is garbage-collected, or the process exits.
+        if getattr(self, "_run_lock", None) is None:
+            from .. import run_lock
+
+            lock = run_lock.acquire(self.state.directory, self.app_name, self.builder.app_host_path)
+            try:
+                other = running_status(self.state.directory)  # one that predates the lock
+                if other is not None and other.get("pid") != os.getpid():
+                    raise run_lock.AlreadyRunningError(
+                        run_lock.already_running_message(
+                            self.app_name, self.builder.app_host_path, other["pid"]
+                        ),
+                        other["pid"],
+                    )
+            except BaseException:
+                lock.release()
+                raise
+            self._run_lock: run_lock.RunLock | None = lock
+            weakref.finalize(self, lock.release)
         self._reporter = make_reporter(self.masker, quiet=quiet)
+        # In the background (``apphost start``) the output is the state folder's log: rotate it.
+        self._reporter.rotate_log(self.state.directory / LOG_FILE)
         self._orchestrator = Orchestrator(self, self._reporter, self.masker, self._write_status)
         self._phase = AppPhase.STARTING
         self._write_status()
@@ -141,11 +158,7 @@ class DistributedApplication:
         if not ready:
             failures = self._orchestrator.failure_report()
             if not failures:
-                waiting = [
-                    s.name
-                    for s in self._orchestrator.snapshots()
-                    if s.state.value not in ("Running", "Finished") or s.health.value != "Healthy"
-                ]
+                waiting = self._orchestrator.not_ready()
                 failures = f"not ready after {timeout:g} s: {', '.join(waiting)} still not healthy"
             self._error = failures
             self._phase = AppPhase.FAILED
@@ -156,6 +169,9 @@ class DistributedApplication:
         self._write_status()
         if not quiet:
             self._reporter.info("all resources are running; press Ctrl-C to stop")
+        # What happened so far is on screen when start() returns (bounded: never waits long
+        # on a slow reader of the output).
+        self._reporter.flush()
         return self
 
     def stop(self) -> None:
@@ -175,6 +191,10 @@ class DistributedApplication:
             self._write_status()
             if self._reporter is not None:
                 self._reporter.close()
+            lock = getattr(self, "_run_lock", None)
+            if lock is not None:  # another process may start the app now
+                self._run_lock = None
+                lock.release()
 
     def __enter__(self) -> DistributedApplication:
         if self._orchestrator is None:
@@ -212,15 +232,35 @@ class DistributedApplication:
 
     # -- run ----------------------------------------------------------------------------
     def run(self) -> None:
-        """Run until Ctrl-C or SIGTERM; exit non-zero naming the resource when one fails."""
+        """Run until Ctrl-C or SIGTERM; exit non-zero naming the resource when one fails.
+
+        Exit codes: 0 once stopped by SIGTERM, 130 by Ctrl-C (SIGINT), 1 when the app failed
+        to start (or another app host already runs it).
+        """
         global run_called
         run_called = True
         if _pending_command is not None:
             raise SystemExit(_pending_command(self))
+        # `python apphost.py --help` (or -h): the usage, and nothing runs or is provisioned.
+        argv = sys.argv
+        if (
+            argv
+            and {"-h", "--help"}.intersection(argv[1:])
+            and Path(argv[0]).resolve() == self.builder.app_host_path
+        ):
+            print(
+                f"usage: python {argv[0]} [-h] [--Key=Value | --Key Value ...]\n\n"
+                "Run the app in the foreground until Ctrl-C (exit 130) or SIGTERM (exit 0); the "
+                "same as `apphost run`.\nOther options are configuration for the app host "
+                "(--Key=Value or --Key Value).\nSee `apphost --help` for the other commands."
+            )
+            raise SystemExit(0)
         stop_requested = threading.Event()
+        signals: list[int] = []
         starting = True
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
+            signals.append(signum)
             stop_requested.set()
             if starting:  # interrupt a start-up that may be waiting on a resource forever
                 raise KeyboardInterrupt
@@ -230,7 +270,8 @@ class DistributedApplication:
             try:
                 self.start(timeout=None, quiet=False)
             except KeyboardInterrupt:
-                pass
+                if not signals:  # not from our handler: Python's own Ctrl-C
+                    signals.append(signal.SIGINT)
             except ResourceStartError as exc:
                 print(f"apphost: {exc}", file=sys.stderr)
                 raise SystemExit(1) from None
@@ -249,7 +290,13 @@ class DistributedApplication:
             finally:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
-        raise SystemExit(0)
+                lock = getattr(self, "_run_lock", None)
+                if lock is not None:
+                    self._run_lock = None
+                    lock.release()
+        # Ctrl-C: 130, as shells report an interrupted command; SIGTERM (`apphost stop`, a
+        # supervisor) asks for a clean stop, which this was: 0.
+        raise SystemExit(130 if signal.SIGINT in signals else 0)
 
     # -- status file --------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -263,6 +310,8 @@ class DistributedApplication:
                 item = snap.to_json()
                 if snap.message:
                     item["message"] = self.masker.mask(snap.message)
+                if snap.health_reason:
+                    item["healthReason"] = self.masker.mask(snap.health_reason)
                 resources.append(ResourceStatus(item, injected, self.masker.mask_mapping(injected)))
         return AppStatus(
             app=self.app_name,

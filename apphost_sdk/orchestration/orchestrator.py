@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import os
 import signal
+import socket
 import threading
 import time
 import uuid
@@ -64,7 +65,7 @@ from ..runtimes.base import (
     PortSpec,
     ProcessSpec,
 )
-from ..runtimes.health import free_port, http_ok, port_is_free, tcp_accepts
+from ..runtimes.health import free_port, port_is_free, tcp_accepts
 from ..runtimes.process import ProcessRuntime
 from ..runtimes.subprocesses import ManagedProcess, spawn
 from .console import Reporter
@@ -79,6 +80,20 @@ STOP_GRACE_SECONDS = 10.0
 #: The ports told to containers whose endpoints have no target port (8080, 8081, ...).
 CONTAINER_PORT_BASE = 8080
 UNHEALTHY_AFTER_FAILURES = 3
+#: An executable without health checks counts as started (Healthy) once it has run this long:
+#: one that exits at once with a non-zero code fails the start instead of passing for ready.
+START_GRACE_SECONDS = 1.0
+#: A health check failing this long (from the first failure) shows why; shorter failures are
+#: the normal start-up of a service that does not listen yet.
+HEALTH_REASON_AFTER_SECONDS = 1.0
+#: Timeouts of the generic health checks.
+HTTP_CHECK_TIMEOUT = 2.0
+TCP_CHECK_TIMEOUT = 0.5
+#: The longest log line quoted in a failure report (the line itself can be 16 KiB).
+REPORT_LINE_CHARS = 500
+
+#: A health check: None when it passes, else why it failed ("GET /health answered 404").
+HealthCheck = Callable[[], "str | None"]
 
 
 #: Annotations that make a resource something the orchestrator runs or resolves.
@@ -113,6 +128,8 @@ class _Record:
         self.kind = resource.kind
         self.state = State.NOT_STARTED
         self.health = Health.UNKNOWN
+        #: Why it is not healthy, from its last failed health check (see ``_watch``).
+        self.health_reason: str | None = None
         self.endpoint: str | None = None
         self.exit_code: int | None = None
         self.message: str | None = None
@@ -151,6 +168,7 @@ class _Record:
             self.exit_code,
             self.message,
             self.runtime,
+            self.health_reason,
         )
 
 
@@ -247,8 +265,22 @@ class Orchestrator:
             tail = list(rec.logs)[-10:]
             if tail:
                 lines.append(f"  last lines of {rec.name}:")
-                lines += [f"    {t}" for t in tail]
+                lines += [f"    {_shorten(t)}" for t in tail]
         return self.masker.mask("\n".join(lines))
+
+    def not_ready(self) -> list[str]:
+        """What is not ready yet, each with why when known: ``web (GET /health answered
+        404)``, ``api (Waiting)``."""
+        with self._cond:
+            out = []
+            for rec in self._records.values():
+                if self._is_ready(rec):
+                    continue
+                why = rec.health_reason
+                if why is None and rec.state is not State.RUNNING:
+                    why = rec.state.value
+                out.append(f"{rec.name} ({why})" if why else rec.name)
+        return [self.masker.mask(text) for text in out]
 
     def stop(self) -> None:
         """Stop every resource, dependents before what they depend on."""
@@ -651,6 +683,7 @@ class Orchestrator:
             )
             return launch.argv, launch.cwd, launch.environment, launch.private_files
 
+        lifetime = r.annotation(LifetimeAnnotation)
         spec = ProcessSpec(
             app_id=self.app.app_id,
             session_id=self.session_id,
@@ -666,6 +699,7 @@ class Orchestrator:
             endpoint=endpoint.name,
             ready_marker=fallback.ready_marker,
             port_conflict_marker=fallback.port_conflict_marker,
+            lifetime=lifetime.lifetime if lifetime is not None else "session",
         )
         try:
             handle = self._processes.start(spec, lambda s, line: self._on_line(rec, s, line))
@@ -758,10 +792,11 @@ class Orchestrator:
             return f"localhost:{a.host_port}"
         return None
 
-    def _probe(self, rec: _Record) -> Callable[[], bool] | None:
-        """The resource's health checks as one function (None: healthy once running)."""
+    def _probe(self, rec: _Record) -> HealthCheck | None:
+        """The resource's health checks as one function returning why the first failing one
+        failed, or None when all pass (None instead of a function: healthy once running)."""
         checks = rec.runs.annotations_of(HealthCheckAnnotation)
-        probes: list[Callable[[], bool]] = []
+        probes: list[HealthCheck] = []
         for check in checks:
             allocated = rec.allocated.get(check.endpoint)
             if allocated is None:
@@ -769,19 +804,35 @@ class Orchestrator:
             probes.append(self._check(check, allocated.host_port))
         if not probes:
             return None
-        return lambda: all(p() for p in probes)
 
-    def _check(self, check: HealthCheckAnnotation, port: int) -> Callable[[], bool]:
+        def run_all() -> str | None:
+            for p in probes:
+                reason = p()
+                if reason is not None:
+                    return reason
+            return None
+
+        return run_all
+
+    def _check(self, check: HealthCheckAnnotation, port: int) -> HealthCheck:
         """One health check against the endpoint's host port."""
         if check.kind == "tcp":
-            return lambda: tcp_accepts("127.0.0.1", port)
+            return lambda: tcp_failure("127.0.0.1", port, TCP_CHECK_TIMEOUT)
         if check.kind == "http":
             path = check.path or "/"
-            return lambda: http_ok("127.0.0.1", port, path)
+            return lambda: http_failure("127.0.0.1", port, path, HTTP_CHECK_TIMEOUT)
         probe = check.probe
         assert probe is not None
         context = HealthProbeContext("127.0.0.1", port, self.parameter)
-        return lambda: probe(context)
+
+        def run_probe() -> str | None:
+            # The type's own probe answers yes or no (its signature stays ``-> bool``).
+            try:
+                return None if probe(context) else "its health probe failed"
+            except Exception as exc:
+                return f"its health probe raised {type(exc).__name__}: {exc}"
+
+        return run_probe
 
     def _run_provisioned(self, rec: _Record) -> None:
         annotation = rec.runs.annotation(ProvisioningAnnotation)
@@ -872,21 +923,27 @@ class Orchestrator:
             ).start()
         probe = self._probe(rec)
         if probe is None:
-            endpoint = self._endpoint_text(rec)
-            self._set(rec, State.RUNNING, Health.HEALTHY, endpoint=endpoint)
-            code = process.wait()
+            # Nothing proves it works but that it keeps running: it counts as started (and
+            # Healthy) only after a grace period, so one that exits at once fails the start.
+            self._set(rec, State.RUNNING, endpoint=self._endpoint_text(rec))
+            code = process.wait(START_GRACE_SECONDS)
+            if code is None:
+                self._set_health(rec, Health.HEALTHY, None)
+                code = process.wait()
             process.join_output()
             self._finish(rec, code)
             return
         self._started(rec, process.exit_code)
 
     def _watch(
-        self, rec: _Record, probe: Callable[[], bool] | None, exit_code: Callable[[], int | None]
+        self, rec: _Record, probe: HealthCheck | None, exit_code: Callable[[], int | None]
     ) -> None:
         """Poll health (fast until first healthy, then every few seconds) until the resource
-        exits or the app stops; three failures in a row make it Unhealthy."""
+        exits or the app stops; three failures in a row make it Unhealthy. A check failing for
+        ``HEALTH_REASON_AFTER_SECONDS`` shows why (``health_reason``)."""
         started = time.monotonic()
         failures = 0
+        failing_since: float | None = None
         while not self._stopping.is_set():
             code = exit_code()
             if code is not None:
@@ -894,20 +951,41 @@ class Orchestrator:
                     rec.process.join_output()
                 self._finish(rec, code)
                 return
-            ok = probe() if probe is not None else True
-            if ok:
+            checked = time.monotonic()
+            reason = probe() if probe is not None else None
+            if reason is None:
                 failures = 0
-                if rec.health is not Health.HEALTHY:
-                    self._set(rec, State.RUNNING, Health.HEALTHY)
+                failing_since = None
+                if rec.health is not Health.HEALTHY or rec.health_reason is not None:
+                    self._set_health(rec, Health.HEALTHY, None)
             else:
                 failures += 1
+                now = time.monotonic()
+                # Failing since the failed check began (a check that timed out took as long).
+                failing_since = checked if failing_since is None else failing_since
                 if rec.health is Health.HEALTHY and failures >= UNHEALTHY_AFTER_FAILURES:
-                    self._set(rec, State.RUNNING, Health.UNHEALTHY)
+                    self._set_health(rec, Health.UNHEALTHY, reason)
+                elif (
+                    rec.health is not Health.HEALTHY
+                    and reason != rec.health_reason
+                    and (
+                        rec.health is Health.UNHEALTHY
+                        or now - failing_since >= HEALTH_REASON_AFTER_SECONDS
+                    )
+                ):
+                    self._set_health(rec, rec.health, reason)
             if rec.health is Health.HEALTHY:
                 interval = 5.0
             else:
                 interval = 0.01 if time.monotonic() - started < 2 else 0.2
             self._stopping.wait(interval)
+
+    def _set_health(self, rec: _Record, health: Health, reason: str | None) -> None:
+        """Record a health check's outcome, while the resource runs and the app is not
+        stopping (a stop may have marked it Stopping meanwhile)."""
+        with self._cond:
+            if rec.state is State.RUNNING and not self._stopping.is_set():
+                self._set_locked(rec, State.RUNNING, health, health_reason=reason)
 
     def _finish(self, rec: _Record, code: int | None) -> None:
         state = State.FINISHED if code == 0 else State.EXITED
@@ -919,7 +997,7 @@ class Orchestrator:
             stopped = (State.STOPPING, State.FINISHED, State.EXITED)
             if self._stopping.is_set() and rec.state in stopped:
                 return
-            self._set_locked(rec, state, health, exit_code=code)
+            self._set_locked(rec, state, health, exit_code=code, health_reason=None)
 
     # -- stopping -----------------------------------------------------------------------
     def _stop_one(self, rec: _Record) -> None:
@@ -978,14 +1056,58 @@ class Orchestrator:
             rec.health = health
         for key, value in fields.items():
             setattr(rec, key, value)
-        if "message" not in fields and state is not before.state:
-            rec.message = None
+        if state is not before.state:
+            if "message" not in fields:
+                rec.message = None
+            if "health_reason" not in fields:  # a new state: a former check's reason is stale
+                rec.health_reason = None
         after = rec.snapshot()
         self._cond.notify_all()
         if after != before:
             self.reporter.state_changed(after, [r.snapshot() for r in self._records.values()])
             if self.on_change is not None:
                 self.on_change()
+
+
+def tcp_failure(host: str, port: int, timeout: float) -> str | None:
+    """Connect to host:port: None when something accepts, else why not."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except ConnectionRefusedError:
+        return f"connection refused on port {port}"
+    except TimeoutError:
+        return f"connecting to port {port} timed out after {timeout:g} s"
+    except OSError as exc:
+        return f"cannot connect to port {port}: {exc.strerror or exc}"
+
+
+def http_failure(host: str, port: int, path: str, timeout: float) -> str | None:
+    """``GET http://host:port{path}``: None when it answers 2xx, else why not."""
+    import http.client  # here: 20 ms of imports that the start-up path need not wait for
+
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        status = conn.getresponse().status
+    except ConnectionRefusedError:
+        return f"connection refused on port {port}"
+    except TimeoutError:
+        return f"GET {path} timed out after {timeout:g} s"
+    except http.client.HTTPException as exc:
+        return f"GET {path} got no valid HTTP answer ({type(exc).__name__}: {exc})"
+    except OSError as exc:
+        return f"GET {path} failed: {exc.strerror or exc}"
+    finally:
+        conn.close()
+    return None if 200 <= status < 300 else f"GET {path} answered {status}"
+
+
+def _shorten(line: str, limit: int = REPORT_LINE_CHARS) -> str:
+    """A log line as a failure report quotes it: at most ``limit`` characters."""
+    if len(line) <= limit:
+        return line
+    return f"{line[:limit]}… ({len(line) - limit} more characters)"
 
 
 def _image_ref(r: Resource) -> str:

@@ -55,6 +55,9 @@ class ResourceSnapshot:
     exit_code: int | None = None
     message: str | None = None
     runtime: str | None = None
+    #: Why it is not healthy (yet), from its last failed health check: "GET /health answered
+    #: 404", "connection refused on port 8080", "its health probe failed"; None when healthy.
+    health_reason: str | None = None
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -62,6 +65,7 @@ class ResourceSnapshot:
             "kind": self.kind,
             "state": self.state.value,
             "health": self.health.value,
+            "healthReason": self.health_reason,
             "endpoint": self.endpoint,
             "exitCode": self.exit_code,
             "message": self.message,

@@ -143,6 +143,9 @@ class ProcessSpec:
     endpoint: str = "tcp"
     ready_marker: str | None = None
     port_conflict_marker: str | None = None
+    #: ``persistent``: the process still stops with its app host, but its port and kept data
+    #: (``{state_dir}/volumes/``) stay for the next run, until ``apphost down --volumes``.
+    lifetime: Lifetime = "session"
 
 
 class ContainerHandle(ABC):
@@ -167,8 +170,10 @@ class ContainerHandle(ABC):
 
     @abstractmethod
     def stop(self, grace_seconds: float = 10.0) -> None:
-        """Stop it (SIGTERM, then SIGKILL after the grace period) and remove what the session
-        owns; persistent resources are stopped but kept."""
+        """Let it go at the end of the run: stop it (SIGTERM, then SIGKILL after the grace
+        period) and remove what the session owns. A persistent container is left running, as
+        in Aspire, for the next run to reuse; a persistent process stops but keeps its port and
+        data. Only ``apphost down --volumes`` removes persistent resources."""
 
     def describe(self) -> str:
         """A short human description, e.g. ``container 1a2b3c`` or ``pid 4242``."""

@@ -12,8 +12,15 @@ What it guarantees (issue 3):
 - environment values (secrets among them) travel only in the container's environment: labels
   carry variable names and keyed hashes, never values;
 - persistent containers are reused while their configuration hash matches (same password, same
-  host port; a stopped one is restarted, not recreated) and recreated, saying which setting
-  changed, otherwise;
+  host port; a running one is left untouched, a stopped one is restarted, not recreated) and
+  recreated, saying which setting changed, otherwise; never while another live app host uses
+  them;
+- as in Aspire, a persistent container outlives the app host: a normal stop (Ctrl-C, ``apphost
+  stop``, ``app.stop()``) leaves it running and only detaches it from the run's network; only
+  ``apphost down --volumes`` removes it;
+- every run records the containers it uses in the per-user in-use registry (``in_use``) and
+  removes the record when it lets them go, so ``apphost down`` can refuse to remove what a live
+  app host uses, whichever run created it and whatever state folder ``down`` runs with;
 - one network per run, with each resource's name as DNS alias, for the containers that talk to
   each other (the others stay on the default bridge: a network costs start-up time); session
   containers are created on it, persistent ones join it after their start (they outlive it);
@@ -39,6 +46,7 @@ from typing import Any
 
 from ..errors import ImageUnavailableError, ResourceStartError
 from ..process_identity import process_alive, process_start_time
+from . import in_use
 from .base import ContainerHandle, ContainerRuntime, ContainerSpec, LineSink, MountSpec
 from .engines import Engine
 from .health import free_port, port_is_free
@@ -271,18 +279,17 @@ def _close_quietly(stream: Any) -> None:
 
 
 def _lines(chunks: Any) -> Iterator[str]:
-    """Split a stream of raw byte chunks into decoded lines (the last one even without ``\\n``)."""
-    buffer = b""
+    """Split a stream of raw byte chunks into decoded lines (the last one even without ``\\n``),
+    each at most ``MAX_LINE_BYTES`` long: a longer one arrives in pieces, as Docker cuts them."""
+    from .lines import MAX_LINE_BYTES, LineSplitter
+
+    splitter = LineSplitter(MAX_LINE_BYTES)
     try:
         for chunk in chunks:
-            buffer += chunk
-            *complete, buffer = buffer.split(b"\n")
-            for raw in complete:
-                yield raw.rstrip(b"\r").decode("utf-8", "replace")
+            yield from splitter.feed(chunk)
     except Exception as exc:  # closed under us at shutdown, or the engine went away
         log.debug("log stream ended: %s", exc)
-    if buffer:
-        yield buffer.decode("utf-8", "replace")
+    yield from splitter.finish()
 
 
 # --------------------------------------------------------------------------- the run network
@@ -356,6 +363,8 @@ class DockerHandle(ContainerHandle):
         self.reused = reused
         #: The settings whose change made a persistent container be recreated.
         self.changed = tuple(changed)
+        #: This run's record in the in-use registry (removed when it lets the container go).
+        self.claim: Path | None = None
 
     def wait_attached(self) -> None:
         """Wait until the container has joined the run's network under its resource name.
@@ -391,18 +400,29 @@ class DockerHandle(ContainerHandle):
         return self._exit_code
 
     def stop(self, grace_seconds: float = 10.0) -> None:
-        """SIGTERM, SIGKILL after the grace period; remove a session container, keep a persistent
-        one (stopped, detached from the run's network)."""
+        """Let the container go at the end of the run.
+
+        A session container gets SIGTERM, SIGKILL after the grace period, and is removed. A
+        persistent one is left running, as in Aspire (the next run reuses it as it is; only
+        ``apphost down --volumes`` removes it), and is only detached from the run's network.
+        Either way this run's in-use record goes.
+        """
         if self._stopped:
             return
         self._stopped = True
-        if self._attachment is not None:
-            self._attachment.wait(raise_error=False)
-        code = self._runtime.stop_container(self.container_id, self._spec, grace_seconds)
-        if self._exit_code is None:
-            self._exit_code = code
-        self._pump.close()
-        self._runtime.forget(self)
+        try:
+            if self._attachment is not None:
+                self._attachment.wait(raise_error=False)
+            if self.lifetime == "persistent":
+                self._runtime.let_go(self.container_id, self._spec)
+            else:
+                code = self._runtime.stop_container(self.container_id, self._spec, grace_seconds)
+                if self._exit_code is None:
+                    self._exit_code = code
+        finally:
+            self._pump.close()
+            in_use.release(self.claim)
+            self._runtime.forget(self)
 
 
 # --------------------------------------------------------------------------- the runtime
@@ -603,6 +623,14 @@ class DockerRuntime(ContainerRuntime):
                 f"resource {spec.resource_name!r}: the container engine refused it: "
                 f"{_api_message(exc)}"
             ) from None
+        handle.claim = in_use.claim(
+            handle.container_id,
+            name=spec.container_name or container_name(spec),
+            app_id=spec.app_id,
+            resource=spec.resource_name,
+            state_dir=spec.state_dir,
+            volumes=[volume_name(spec, m) for m in spec.mounts if m.kind == "volume"],
+        )
         with self._lock:
             self._handles.append(handle)
         return handle
@@ -769,6 +797,7 @@ class DockerRuntime(ContainerRuntime):
             if not (stopped and taken):
                 return self._reuse(spec, existing, old_ports, network, on_line)
             # Its dynamic port was taken while it was stopped: recreate it on a new one.
+            self._refuse_if_in_use(spec, existing, "its host port changes")
             self._announce(
                 f"{spec.resource_name}: port {taken[0]} of its stopped persistent container is "
                 "now used by another program; recreating it on a new port"
@@ -777,6 +806,7 @@ class DockerRuntime(ContainerRuntime):
             return self._create_and_start(spec, network, on_line, fixed, changed=["host port"])
         # Same hash but unreadable ports: a label of an older format, say so, not "()".
         changed = changed_fields(labels.get(CONFIG), spec) or ["host port (unreadable label)"]
+        self._refuse_if_in_use(spec, existing, f"its configuration differs ({', '.join(changed)})")
         self._announce(
             f"{spec.resource_name}: configuration changed ({', '.join(changed)}); "
             "recreating its persistent container"
@@ -787,6 +817,22 @@ class DockerRuntime(ContainerRuntime):
             if name not in keep and port_is_free(port):
                 keep[name] = port
         return self._create_and_start(spec, network, on_line, keep, changed=changed)
+
+    def _refuse_if_in_use(self, spec: ContainerSpec, existing: Mapping[str, Any], why: str) -> None:
+        """Never recreate a persistent container that another live app host still uses (an
+        app host of the same app with another state folder, so another password): say who."""
+        container_id = str(existing["Id"])
+        users = in_use.users([container_id])
+        if not users:
+            return
+        from .cleanup import stop_hint
+
+        user = users[0]
+        raise ResourceStartError(
+            f"resource {spec.resource_name!r}: its persistent container {container_id[:12]} "
+            f"must be recreated ({why}), but the app host pid {user.pid} uses it; "
+            f"{stop_hint(user.pid, user.state_dir, os.environ)}; or give both the same settings"
+        )
 
     def _find_persistent(self, spec: ContainerSpec) -> dict[str, Any] | None:
         """The persistent container of this app and resource, if any (newest first)."""
@@ -843,21 +889,22 @@ class DockerRuntime(ContainerRuntime):
     # ---- stop, cleanup, close
 
     def stop_container(self, container_id: str, spec: ContainerSpec, grace: float) -> int | None:
-        """Stop a container and return its exit code; remove it when it belongs to the session,
-        else detach it from the run's network so that network can go."""
+        """Stop a session container, remove it, and return its exit code."""
         with contextlib.suppress(Exception):
             self.api.stop(container_id, timeout=max(0, math.ceil(grace)))
         code: int | None = None
         with contextlib.suppress(Exception):
             code = int(self.api.inspect_container(container_id)["State"]["ExitCode"])
-        if spec.lifetime == "persistent":
-            network = self._networks.get((spec.app_id, spec.session_id))
-            if network:
-                with contextlib.suppress(Exception):
-                    self.api.disconnect_container_from_network(container_id, network, force=True)
-        else:
-            self._remove(container_id)
+        self._remove(container_id)
         return code
+
+    def let_go(self, container_id: str, spec: ContainerSpec) -> None:
+        """Leave a persistent container running, detached from the run's network so that
+        network can go (the next run joins it to its own)."""
+        network = self._networks.get((spec.app_id, spec.session_id))
+        if network:
+            with contextlib.suppress(Exception):
+                self.api.disconnect_container_from_network(container_id, network, force=True)
 
     def forget(self, handle: DockerHandle) -> None:
         """Drop a stopped handle from the ones ``close`` would stop."""
@@ -870,9 +917,11 @@ class DockerRuntime(ContainerRuntime):
             self.api.remove_container(container_id, force=True, v=True)
 
     def cleanup_orphans(self) -> list[str]:
-        """Remove session containers and networks whose creator process is gone."""
+        """Remove session containers and networks whose creator process is gone, and the
+        in-use records of app hosts that are gone."""
         from .cleanup import remove_orphans
 
+        in_use.prune()
         return remove_orphans(self.api)
 
     def close(self) -> None:

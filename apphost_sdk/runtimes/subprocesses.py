@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 
 from .base import LineSink
+from .lines import MAX_LINE_BYTES, LineSplitter
 
 _PR_SET_PDEATHSIG = 1
 
@@ -226,14 +227,30 @@ class ManagedProcess:
             pass
 
 
+#: How much of a child's output one read takes (its lines are then cut at ``MAX_LINE_BYTES``).
+READ_CHUNK_BYTES = 64 * 1024
+
+
 def _pump(stream: object, name: str, on_line: LineSink) -> None:
-    assert hasattr(stream, "readline")
+    """Hand the child's output to ``on_line`` line by line, never holding more than one read
+    and one line of it: a line longer than ``MAX_LINE_BYTES`` arrives in pieces."""
+    assert hasattr(stream, "read1")
+    splitter = LineSplitter(MAX_LINE_BYTES)
+
+    def deliver(lines: list[str]) -> None:
+        for line in lines:
+            try:
+                on_line(name, line)
+            except Exception:  # a failing sink must not stop the reading (the child would block)
+                pass
+
     try:
-        for raw in iter(stream.readline, b""):
-            on_line(name, raw.decode("utf-8", "replace").rstrip("\r\n"))
+        for chunk in iter(lambda: stream.read1(READ_CHUNK_BYTES), b""):
+            deliver(splitter.feed(chunk))
     except (OSError, ValueError):
         pass
     finally:
+        deliver(splitter.finish())
         try:
             stream.close()  # type: ignore[attr-defined]
         except OSError:

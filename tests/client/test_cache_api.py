@@ -163,3 +163,66 @@ def test_pure_core_conversions() -> None:
     )
     assert data == [None, b"x", b"y"]
     assert commands == [(b"EXPIRE", b"c", 5)]
+
+
+# -- keys that are not str (issue 11): one TypeError naming the argument, in both twins -------
+
+_NOT_STR_KEYS = [(5, "int"), (b"k", "bytes"), (None, "NoneType"), (1.5, "float")]
+
+
+@pytest.mark.parametrize(("key", "type_name"), _NOT_STR_KEYS)
+def test_keys_must_be_str_in_every_method(
+    twin: Any, raw: redis.Redis, key: object, type_name: str
+) -> None:
+    """Every method of both twins refuses a key that is not a str with the same
+    ``TypeError`` (not an ``AttributeError`` from deep inside), before any round trip."""
+    message = f"key must be a str, got {type_name}"
+    calls: list[Callable[[], Any]] = [
+        lambda: twin.get(key),
+        lambda: twin.get_string(key),
+        lambda: twin.refresh(key),
+        lambda: twin.set(key, b"v"),
+        lambda: twin.set_string(key, "v"),
+        lambda: twin.add(key, b"v"),
+        lambda: twin.remove(key),
+        lambda: twin.set_many({key: b"v"}),
+        lambda: twin.set_many([("ok", b"v"), (key, b"v")]),
+        lambda: twin.full_key(key),
+    ]
+    for call in calls:
+        with pytest.raises(TypeError, match=f"^{message}$"):
+            call()
+    with pytest.raises(TypeError, match=rf"^keys\[1\] must be a str, got {type_name}$"):
+        twin.get_many(["ok", key])
+    assert raw.keys() == []  # nothing half-written by set_many
+
+
+def test_get_many_refuses_one_str_and_non_iterables(twin: Any) -> None:
+    # A str is an iterable of its characters: it would have read one entry per character.
+    for keys, type_name in (("abc", "str"), (b"abc", "bytes"), (5, "int")):
+        with pytest.raises(
+            TypeError, match=f"^keys must be an iterable of str keys .*{type_name}$"
+        ):
+            twin.get_many(keys)
+
+
+def test_set_many_refuses_malformed_items(twin: Any) -> None:
+    with pytest.raises(TypeError, match=r"^items must be a mapping .*got str$"):
+        twin.set_many("ab")
+    with pytest.raises(TypeError, match=r"^items\[0\] must be a \(key, value\) pair, got int$"):
+        twin.set_many([5])
+    with pytest.raises(TypeError, match=r"^value must be bytes, got str"):
+        twin.set_many({"k": "text"})
+
+
+def test_keys_that_are_not_utf8_text_are_a_value_error(twin: Any) -> None:
+    with pytest.raises(ValueError, match="key is not valid Unicode text"):
+        twin.get("lone \ud800 surrogate")
+
+
+def test_str_subclasses_are_keys(twin: Any, raw: redis.Redis) -> None:
+    class Key(str):
+        pass
+
+    twin.set(Key("sub"), b"v")
+    assert twin.get("sub") == b"v" and raw.exists("sub") == 1

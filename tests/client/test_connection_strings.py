@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import ssl
 
 import pytest
@@ -200,6 +201,117 @@ def test_azure_hosts() -> None:
     assert not is_azure_redis_host("redis.cache.windows.net.evil.com")
 
 
+# -- values that used to fail only when connecting -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("h,keepAlive=99999999999999999999", "keepAlive"),
+        ("h,keepAlive=40000", "keepAlive"),
+        ("h,keepAlive=-2", "keepAlive"),
+        ("h,connectTimeout=-5", "connectTimeout"),
+        ("h,connectTimeout=2147483648", "connectTimeout"),
+        ("h,syncTimeout=-1", "syncTimeout"),
+        ("h,asyncTimeout=-1", "asyncTimeout"),
+        ("h,connectRetry=-1", "connectRetry"),
+        ("h,defaultDatabase=-1", "defaultDatabase"),
+        ("h,configCheckSeconds=-1", "configCheckSeconds"),
+        ("h,responseTimeout=-1", "responseTimeout"),
+        ("h,writeBuffer=-1", "writeBuffer"),
+        ("redis://h/-1", "defaultDatabase"),
+        ("redis://h?db=99999999999", "defaultDatabase"),
+        ("redis://h?keepAlive=99999999999999999999", "keepAlive"),
+    ],
+)
+def test_out_of_range_numbers_are_errors_naming_the_key(text: str, key: str) -> None:
+    with pytest.raises(ConfigurationError, match=rf"key {key} is out of range: it must be from"):
+        RedisConnectionOptions.parse(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("h,connectTimeout=1_000", "connectTimeout"),  # Python's int() would take these
+        ("h,defaultDatabase=\u0663", "defaultDatabase"),
+        ("h,keepAlive=1.5", "keepAlive"),
+        ("h,syncTimeout=", "syncTimeout"),
+    ],
+)
+def test_numbers_are_ascii_whole_numbers(text: str, key: str) -> None:
+    with pytest.raises(ConfigurationError, match=rf"key {key} must be a whole number"):
+        RedisConnectionOptions.parse(text.encode().decode("unicode_escape"))
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("1.2.3.4:6379:extra", "item 1 of the Redis connection string is malformed"),
+        ("h1,host:1:2:3", "item 2 of the Redis connection string is malformed"),
+        (":6379", "item 1 of the Redis connection string has no host"),
+        ("h:0", "item 1 of the Redis connection string has a port out of range"),
+        ("h:6_379", "item 1 of the Redis connection string has a port that is not a number"),
+        ("h:", "item 1 of the Redis connection string has a port that is not a number"),
+        ("[not-an-ip]:6379", "only an IPv6 address goes in brackets"),
+        ("[]:6379", "only an IPv6 address goes in brackets"),
+        ("[::1]x", "malformed"),
+        ("[::1]:0", "port out of range"),
+        ("my host:6379", "has a host with whitespace"),
+        ("h/x:6379", "has a host with whitespace"),
+        ("redis://host:0", "redis URL has a port out of range"),
+        ("redis://host:65536", "redis URL has an invalid host or port"),
+        ("redis://host:6379:extra", "redis URL has an invalid host or port"),
+        ("redis://:6379", "redis URL has a port but no host"),
+        ("redis://a%20b:6379", "redis URL has a host with whitespace"),
+    ],
+)
+def test_malformed_endpoints_are_errors(text: str, fragment: str) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(fragment)):
+        RedisConnectionOptions.parse(text)
+
+
+def test_endpoint_settings_name_the_setting() -> None:
+    with pytest.raises(ConfigurationError, match="setting EndPoints:1 is malformed"):
+        RedisConnectionOptions.parse("h").with_values(
+            {"EndPoints:1": "1.2.3.4:6379:x"}, aliases=True
+        )
+
+
+def test_malformed_endpoint_errors_never_echo_the_token() -> None:
+    for text in (
+        "h,password=ab,cd SECRET:1",
+        "h,password=ab,1:2:cdSECRET",
+        "h,password=a,[cdSECRET]",
+    ):
+        with pytest.raises(ConfigurationError) as info:
+            RedisConnectionOptions.parse(text)
+        assert "SECRET" not in str(info.value)
+
+
+def test_options_and_endpoints_built_directly_are_checked_too() -> None:
+    with pytest.raises(ConfigurationError, match="key keepAlive is out of range"):
+        RedisConnectionOptions((RedisEndpoint("h"),), keep_alive=10**20)
+    with pytest.raises(ConfigurationError, match="port out of range"):
+        RedisEndpoint("h", 0)
+    with pytest.raises(ConfigurationError, match="malformed"):
+        RedisEndpoint("1.2.3.4:6379:extra")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "h,keepAlive=-1",
+        "h,keepAlive=32767",
+        "h,connectTimeout=0,syncTimeout=2147483647,defaultDatabase=0",
+        "h:1,h2:65535,[::1],::1,[fe80::1%eth0]:7000,10.0.0.1:6380",
+        "h,connectTimeout= +15 ",
+        "redis://h:1/0",
+    ],
+)
+def test_in_range_values_and_endpoint_forms_still_parse(text: str) -> None:
+    RedisConnectionOptions.parse(text)
+
+
 # -- property-based round trips --------------------------------------------------------------
 
 _text = st.text(
@@ -220,8 +332,9 @@ def _strategy_for(attr: str, convert: object) -> st.SearchStrategy[object]:
         return _kinds[attr]
     if convert is cs._to_bool:
         return st.booleans()
-    if convert is cs._to_int:
-        return st.integers(-(2**31), 2**31)
+    if isinstance(convert, cs._IntRange):
+        # The whole range a key takes, bounds included (outside it, parse refuses).
+        return st.integers(convert.low, convert.high)
     return _text
 
 

@@ -91,3 +91,20 @@ def test_clear_only_touches_its_own_keys(caches: Any, raw: redis.Redis) -> None:
     caches["default"].set("c", 3)
     caches["shared"].clear()
     assert sorted(raw.keys()) == [b"dj:1:c", b"unrelated"]
+
+
+def test_keys_that_are_not_str_behave_as_in_djangos_own_backends(
+    caches: Any, raw: redis.Redis
+) -> None:
+    """Django's key function makes every key text (its own Redis and memcached backends take
+    ``cache.set(5, ...)``), so the backend never hands a non-str key to the cache core."""
+    cache = caches["default"]
+    cache.set(5, "five")
+    assert raw.hget("dj:1:5", "data") is not None
+    assert cache.get(5) == "five" and cache.has_key(5)
+    assert cache.get_many([5, "missing"]) == {5: "five"}
+    cache.set_many({6: "six"})
+    assert cache.delete(5) is True and cache.get(6) == "six"
+    shared = caches["shared"]
+    shared.set(7, "seven")
+    assert raw.hget("shop:7", "data") == b"seven"

@@ -298,3 +298,24 @@ def test_layered_configuration_and_logging(tmp_path: Path) -> None:
     assert (config["A"], config["B"], config["c:d"]) == ("staging", "cli", "env")
     assert builder.args == ["positional"]
     assert logging.getLogger("apphost.test").level == logging.ERROR
+
+
+def test_out_of_range_options_name_where_they_came_from() -> None:
+    """The parser's error (naming the key, never the value) says which setting held it."""
+    with pytest.raises(ConfigurationError) as info:
+        make_builder(
+            {"ConnectionStrings__cache": f"h,password={SECRET},keepAlive=99999999999"}
+        ).add_redis_client("cache")
+    message = str(info.value)
+    assert message.startswith("Redis connection 'cache' (ConnectionStrings:cache or ")
+    assert "key keepAlive is out of range" in message and SECRET not in message
+    environ = {
+        "ConnectionStrings__cache": "h:6379",
+        "Aspire__StackExchange__Redis__cache__ConfigurationOptions__ConnectTimeout": "-5",
+    }
+    with pytest.raises(ConfigurationError) as info:
+        make_builder(environ).add_redis_client("cache")
+    assert str(info.value).startswith(
+        "Aspire:StackExchange:Redis:cache:ConfigurationOptions: connection string key "
+        "connectTimeout is out of range"
+    )

@@ -630,7 +630,10 @@ def test_good_arguments_are_accepted(m: Model, tmp_path: Path) -> None:
         str(tmp_path),
         ["--n", "3"],
     )
-    app = b.add_python_app("worker", Path("svc"), Path("main.py"))
+    svc = tmp_path / "svc"
+    svc.mkdir()
+    (svc / "main.py").touch()
+    app = b.add_python_app("worker", svc, Path("main.py"))
     assert app.command == "main.py" and app.working_directory.endswith("svc")
     m.az.run_as_container(lambda r: r.with_host_port(6392)).as_existing("my-cache", "rg_(1).x")
     m.az.configure_infrastructure(lambda spec: None)

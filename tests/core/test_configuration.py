@@ -174,3 +174,80 @@ def test_later_layers_win_whatever_the_case(
         assert config[k.upper()] == v
         assert config[k.replace(":", "__")] == v
     assert len(config) == len(expected)
+
+
+# -- keys equal up to case in one file (issue 11): refused, as .NET refuses them ---------------
+
+
+@pytest.mark.parametrize("name", ["appsettings.json", "appsettings.Development.json"])
+@pytest.mark.parametrize(
+    ("text", "keys"),
+    [
+        (
+            '{"Azure": {"Location": "westeurope", "location": "northeurope"}}',
+            ["Azure:Location", "Azure:location"],
+        ),
+        (
+            '{"Azure": {"Location": "a"}, "AZURE": {"LOCATION": "b"}}',
+            ["Azure:Location", "AZURE:LOCATION"],
+        ),
+        ('{"A": {"B": {"C": [{"Key": 1, "KEY": 2}]}}}', ["A:B:C:0:Key", "A:B:C:0:KEY"]),
+        ('{"Mode": "x", "Mode": "y"}', ["Mode"]),
+        (
+            '{"Azure:Location": "a", "Azure": {"location": "b"}}',
+            ["Azure:Location", "Azure:location"],
+        ),
+    ],
+)
+def test_keys_equal_up_to_case_in_one_file_are_an_error(
+    tmp_path: Path, name: str, text: str, keys: list[str]
+) -> None:
+    host = apphost_file(tmp_path / "app")
+    write(tmp_path / "app" / name, text)
+    with pytest.raises(ConfigurationError) as info:
+        builder_from(host)
+    message = str(info.value)
+    assert str(tmp_path / "app" / name) in message
+    for key in keys:
+        assert repr(key) in message
+    assert "case-insensitive" in message
+    for value in ("westeurope", "northeurope", '"a"', '"b"', '"x"', '"y"'):
+        assert value not in message  # the values, which may be secrets, are never shown
+
+
+def test_every_duplicate_of_a_file_is_named_and_values_are_not(tmp_path: Path) -> None:
+    write(
+        tmp_path / "appsettings.json",
+        '{"Parameters": {"pw": "Secret-1", "PW": "Secret-2"}, "a": 1, "A": {"x": 1}, '
+        '"B": 1, "b": 2}',
+    )
+    with pytest.raises(ConfigurationError) as info:
+        load_layered(tmp_path, "Development", [], environ={})
+    message = str(info.value)
+    assert "'Parameters:pw' and 'Parameters:PW' are one key" in message
+    assert "'B' and 'b' are one key" in message
+    assert "Secret-" not in message
+
+
+def test_sections_that_differ_in_case_but_not_keys_merge(tmp_path: Path) -> None:
+    """As in .NET, only a key set twice is refused: ``A:b`` and ``a:c`` are two keys."""
+    _settings(tmp_path, "appsettings.json", {"A": {"b": "1"}, "a": {"c": "2"}})
+    config, _ = load_layered(tmp_path, "Development", [], environ={})
+    assert (config["a:B"], config["A:C"]) == ("1", "2")
+
+
+def test_the_same_key_in_two_layers_is_not_a_duplicate(tmp_path: Path) -> None:
+    _settings(tmp_path, "appsettings.json", {"Where": "base"})
+    _settings(tmp_path, "appsettings.Development.json", {"WHERE": "development"})
+    config, _ = load_layered(tmp_path, "Development", ["--where=cli"], environ={"wHeRe": "env"})
+    assert config["Where"] == "cli"
+
+
+def test_the_service_side_refuses_them_too(tmp_path: Path) -> None:
+    from apphost_sdk.hosting import HostApplicationBuilder
+
+    write(tmp_path / "appsettings.json", '{"ConnectionStrings": {"cache": "a", "Cache": "b"}}')
+    with pytest.raises(
+        ConfigurationError, match="'ConnectionStrings:cache' and 'ConnectionStrings:Cache'"
+    ):
+        HostApplicationBuilder(environ={}, content_root=tmp_path, configure_logging=False)

@@ -146,11 +146,11 @@ def test_sigkill_of_the_app_host_kills_grandchildren_too(
         host.kill()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_signal_stops_run_cleanly(apphost: AppHostProcess, sig: signal.Signals) -> None:
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
+def test_signal_stops_run_cleanly(apphost: AppHostProcess, sig: signal.Signals, code: int) -> None:
     kids, _ = _running_children(apphost)
     os.kill(apphost.proc.pid, sig)
-    assert apphost.proc.wait(15) == 0, apphost.log.read_text()
+    assert apphost.proc.wait(15) == code, apphost.log.read_text()
     # stopped by the app host itself (the api got SIGTERM while the cache still answered)
     stop = wait_json(apphost.marks / "api.stop", timeout=1)
     assert stop["ping"] is True

@@ -261,12 +261,26 @@ def test_persistent_container_is_reused_across_runs(
     assert (running.container_id, running.host_port) == (first.container_id, first.host_port)
     assert client(running, PASSWORD).get("in-memory") == b"1"
 
-    # Stopped at the end of a run: kept (detached from that run's network), then restarted
-    # (not recreated) by the next one.
+    # The end of a run leaves it running, as in Aspire (only detached from that run's
+    # network); the next run reuses it as it is: same process, same port, nothing restarted.
+    started_at = api.inspect_container(first.container_id)["State"]["StartedAt"]
     running.stop(grace_seconds=5)
+    first.stop(grace_seconds=5)
     kept = containers_of(api, app_id)
-    assert [c["State"] for c in kept] == ["exited"]
+    assert [c["State"] for c in kept] == ["running"]
     assert aliases_on_run_network(api, running_spec, running.container_id) is None
+    again_spec = redis_spec(password=PASSWORD, lifetime="persistent")
+    again = make_runtime().start(again_spec, ignore)
+    assert again.reused
+    assert (again.container_id, again.host_port) == (first.container_id, first.host_port)
+    assert api.inspect_container(again.container_id)["State"]["StartedAt"] == started_at
+    assert client(again, PASSWORD).get("in-memory") == b"1"
+    again.wait_attached()
+    assert "cache" in (aliases_on_run_network(api, again_spec, again.container_id) or [])
+    again.stop(grace_seconds=5)
+
+    # Stopped by someone else (`docker stop`, an engine restart): restarted, not recreated.
+    api.stop(first.container_id, timeout=5)
     restarted_spec = redis_spec(password=PASSWORD, lifetime="persistent")
     restarted = make_runtime().start(restarted_spec, ignore)
     assert restarted.reused
@@ -301,10 +315,11 @@ def test_changed_configuration_recreates_and_says_what_changed(
 
 
 def test_stopped_persistent_whose_dynamic_port_was_taken_moves_to_a_new_port(
-    make_runtime: MakeRuntime, redis_spec: MakeSpec, announce: list[str]
+    make_runtime: MakeRuntime, redis_spec: MakeSpec, announce: list[str], api: Any
 ) -> None:
     first = make_runtime().start(redis_spec(lifetime="persistent"), ignore)
-    first.stop(grace_seconds=5)
+    first.stop(grace_seconds=5)  # left running, holding its port
+    api.stop(first.container_id, timeout=5)  # then stopped by someone else
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", first.host_port))
         squatter.listen()

@@ -246,17 +246,17 @@ def test_add_container_with_every_option_starts_healthy_and_reaches_the_engine(
         assert kv_info["Config"]["Labels"]["apphost-sdk.lifetime"] == "persistent"
         kv_id = kv_info["Id"]
 
-    # Session: removed; persistent: kept (stopped); the volume stays for the next run.
+    # Session: removed; persistent: left running, as in Aspire; the volume stays for the next run.
     flt = {"label": [f"apphost-sdk.app-id={app_folder.app_id}"]}
     left = api.containers(all=True, filters=flt)
     assert [c["Id"] for c in left] == [kv_id]
-    assert left[0]["State"] != "running"
+    assert left[0]["State"] == "running"
 
     with build().start(timeout=120, quiet=True) as app:
         web = _snaps(app)["web"].endpoint
         assert web is not None
         assert _fetch(web + "/runs.txt") == "run\nrun\n"  # the same volume
-        assert _container(api, app_folder.app_id, "kv")["Id"] == kv_id  # reused, restarted
+        assert _container(api, app_folder.app_id, "kv")["Id"] == kv_id  # reused as it runs
         kv_port = _port_of(_snaps(app)["kv"].endpoint)
         assert _talk(kv_port, b"version\r\n", b"\r\n").startswith(b"VERSION ")
 

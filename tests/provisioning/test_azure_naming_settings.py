@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from conftest import AzureCache
@@ -21,7 +22,9 @@ from provisioning.errors import AuthenticationFailedError
 from provisioning.naming import (
     access_policy_assignment_name,
     cache_name_for,
+    generated_name_collisions,
     generated_resource_group,
+    target_collisions,
     validate_cache_name,
 )
 from provisioning.settings import ProvisioningSettings
@@ -232,3 +235,105 @@ def test_numeric_settings_must_be_finite(key: str, value: str) -> None:
     values = {"Azure:SubscriptionId": SUB, "Azure:Location": "westus", f"Azure:{key}": value}
     with pytest.raises(ConfigurationError, match=f"Azure:{key} must be positive"):
         ProvisioningSettings.from_configuration(Configuration(values), "app")
+
+
+# -- two resources of one app that would get one Azure name (issue 11) ------------------------
+
+
+@pytest.mark.parametrize(
+    ("resource", "azure_name"),
+    [
+        ("cache", "cache-yqn2s7xf3gwng"),
+        ("my-cache", "mycache-yqn2s7xf3gwng"),
+        ("Cache-Two", "cachetwo-yqn2s7xf3gwng"),
+        ("a" * 60 + "-bcd", "a" * 49 + "-yqn2s7xf3gwng"),
+    ],
+)
+def test_names_that_fit_keep_the_azure_names_they_always_had(
+    resource: str, azure_name: str
+) -> None:
+    """Golden values of the naming rule as released: nothing provisioned may be renamed."""
+    assert cache_name_for(resource, SUB, "rg1") == azure_name
+
+
+def test_generated_name_collisions_name_both_resources() -> None:
+    long_a, long_b = "x" * 49 + "-one", "x" * 49 + "-two"
+    problems = generated_name_collisions(["my-cache", "other", "mycache", long_a, long_b])
+    assert problems == [
+        "Azure caches my-cache and mycache would both be named mycache-<suffix> in Azure (the "
+        "generated name drops hyphens and keeps the first 49 characters): rename mycache or "
+        "my-cache so that they differ there",
+        f"Azure caches {long_a} and {long_b} would both be named {'x' * 49}-<suffix> in Azure "
+        "(the generated name drops hyphens and keeps the first 49 characters): rename "
+        f"{long_b} or {long_a} so that they differ there",
+    ]
+    assert cache_name_for(long_a, SUB, "rg") == cache_name_for(long_b, SUB, "rg")
+    # 48 shared characters are not a collision
+    assert generated_name_collisions(["y" * 48 + "a", "y" * 48 + "b", "cache", "cache2"]) == []
+
+
+def test_an_existing_cache_named_like_a_generated_one_is_a_collision() -> None:
+    generated = cache_name_for("cache", SUB, "rg1")
+    problems = target_collisions(
+        [
+            ("cache", "rg1", generated, False),
+            ("imported", "RG1", generated.upper(), True),
+            ("alias-1", "rg1", "shared", True),
+            ("alias-2", "rg1", "shared", True),  # two references to one existing cache: fine
+            ("elsewhere", "rg2", generated, True),  # another group: another cache
+        ]
+    )
+    assert problems == [
+        f"Azure cache imported uses the existing cache {generated.upper()} in resource group "
+        f"RG1, which is the name generated for cache, so both would act on one cache: rename "
+        "cache or point imported.as_existing() at another cache"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("first", "second"), [("my-cache", "mycache"), ("c" * 49 + "-east", "c" * 49 + "-west")]
+)
+def test_plan_and_provision_refuse_colliding_names_before_any_call(
+    emulator: Any, state_dir: Any, first: str, second: str
+) -> None:
+    from provisioning.provisioner import Provisioner
+    from provisioning.run_mode import provision_for_run
+
+    requests = [AzureRedisRequest(first), AzureRedisRequest("fine"), AzureRedisRequest(second)]
+    settings = ProvisioningSettings.from_configuration(emulator.settings(), "shop")
+    provisioner = Provisioner(settings, state_dir, "shop")
+    try:
+        for attempt in (provisioner.plan, provisioner.provision):
+            with pytest.raises(ConfigurationError) as info:
+                attempt(requests)
+            message = str(info.value)
+            assert f"Azure caches {first} and {second} would both be named" in message
+            assert f"rename {second} or {first}" in message
+    finally:
+        provisioner.close()
+    with pytest.raises(ConfigurationError, match=f"Azure caches {first} and {second}"):
+        provision_for_run(requests, emulator.settings(), state_dir, "shop", lambda n, t: None)
+    assert emulator.requests() == []  # refused before any Azure call
+
+
+def test_the_apps_own_caches_are_checked_at_build(tmp_path: Any) -> None:
+    """The model's ``build()`` reports the pair before anything starts or any call is made."""
+    from apphost_sdk.errors import ValidationError
+    from apphost_sdk.orchestration.app import DistributedApplication
+
+    builder = DistributedApplication.create_builder([])
+    builder.add_azure_redis("my-cache")
+    builder.add_azure_redis("mycache").run_as_container()
+    builder.add_azure_redis("imported").as_existing("mycache", "rg1")  # not generated: fine
+    builder.add_azure_redis("x" * 49 + "-a")
+    builder.add_azure_redis("x" * 49 + "-b")
+    with pytest.raises(ValidationError) as info:
+        builder.build()
+    assert info.value.problems == [
+        "Azure caches my-cache and mycache would both be named mycache-<suffix> in Azure (the "
+        "generated name drops hyphens and keeps the first 49 characters): rename mycache or "
+        "my-cache so that they differ there",
+        f"Azure caches {'x' * 49}-a and {'x' * 49}-b would both be named {'x' * 49}-<suffix> in "
+        "Azure (the generated name drops hyphens and keeps the first 49 characters): rename "
+        f"{'x' * 49}-b or {'x' * 49}-a so that they differ there",
+    ]
