@@ -57,6 +57,8 @@ REDIS_PORT = 6379
 #: Where Redis keeps its data inside the container.
 DATA_DIR = "/data"
 PASSWORD_VARIABLE = "REDIS_PASSWORD"
+#: Redis refuses longer arguments (AUTH included) from clients that have not authenticated.
+MAX_PASSWORD_BYTES = 16_000
 
 INSTALL_HINT = (
     "install one: `apt-get install redis-server` (Debian/Ubuntu), `brew install redis` (macOS), "
@@ -251,6 +253,12 @@ class RedisResource(ContainerResource):
             out.append(
                 f"parameter {p.name}, the password of {self.name}, contains a comma, "
                 "which StackExchange.Redis connection strings cannot carry: choose another"
+            )
+        if len(value.encode("utf-8", "surrogatepass")) > MAX_PASSWORD_BYTES:
+            out.append(
+                f"parameter {p.name}, the password of {self.name}, is longer than "
+                f"{MAX_PASSWORD_BYTES} bytes, which Redis refuses from a client that has not "
+                "authenticated yet: choose a shorter one"
             )
         return out
 

@@ -380,3 +380,15 @@ def test_executables_have_named_endpoints() -> None:
     names = [e.name for e in w.annotations_of(EndpointAnnotation)]
     assert names == ["http", "grpc"]
     b.build()
+
+
+def test_a_redis_password_too_long_for_auth_is_reported() -> None:
+    b = new_builder()
+    pw = b.add_parameter("pw", "x" * 16_001, secret=True)
+    b.add_redis("cache", password=pw)
+    with pytest.raises(ValidationError) as info:
+        b.build()
+    assert info.value.problems == [
+        "parameter pw, the password of cache, is longer than 16000 bytes, which Redis refuses "
+        "from a client that has not authenticated yet: choose a shorter one"
+    ]
