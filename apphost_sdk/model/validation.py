@@ -362,9 +362,10 @@ def _secret_problems(builder: DistributedApplicationBuilder) -> list[str]:
 def _password_character_problems(builder: DistributedApplicationBuilder) -> list[str]:
     """Secret parameters and those a resource type needs (a Redis password) that no service
     could use: a value that starts or ends with whitespace (connection-string parsers, .NET's
-    and ours, trim it, so clients send another password) or holds a NUL character (which no
-    environment variable, argument or C string carries). Other control characters inside a
-    value go through intact and are accepted."""
+    and ours, trim it, so clients send another password), holds a NUL character (which no
+    environment variable, argument or C string carries) or another control character (a
+    secret printed across lines cannot be recognised and masked, and config files, terminals
+    and connection strings each treat them their own way)."""
     checked: list[ParameterResource] = [
         p for p in builder.resources if isinstance(p, ParameterResource) and p.secret
     ]
@@ -386,6 +387,11 @@ def _password_character_problems(builder: DistributedApplicationBuilder) -> list
             problems.append(
                 f"{where} contains a NUL character, which no environment variable or "
                 f"argument can carry: {fix}"
+            )
+        elif any(ord(c) < 0x20 or ord(c) == 0x7F for c in value.strip()):
+            problems.append(
+                f"{where} contains a control character (a line break, tab or the like), "
+                f"which output masking and connection strings cannot handle safely: {fix}"
             )
     return problems
 

@@ -265,10 +265,10 @@ def test_a_killed_app_hosts_run_folder_is_swept_at_the_next_start(
     assert runs == {"cafe00000000"}, "a cleanly stopped run leaves no folder"
 
 
-def test_a_password_with_quotes_backslashes_and_newlines_works(
+def test_a_password_with_quotes_backslashes_and_spaces_works(
     apps: list[DistributedApplication],
 ) -> None:
-    password = 'pa"ss\\word\nline2\ttab-and-more'
+    password = "pa\"ss\\word line2 #$(x) 'q' and-more"
     b = DistributedApplication.create_builder([])
     b.add_redis("cache").with_password(b.add_parameter("pw", password, secret=True))
     app = start(b, apps)
