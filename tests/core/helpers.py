@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import runpy
+import subprocess
+import sys
 import textwrap
 import time
 from collections.abc import Callable
@@ -203,3 +205,14 @@ def children_of(pid: int) -> list[int]:
         if int(fields[1]) == pid:
             out.append(int(entry.name))
     return out
+
+
+def apphost_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``python -m apphost_sdk ARGS`` as a user runs it, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "apphost_sdk", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )

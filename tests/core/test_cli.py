@@ -15,6 +15,7 @@ import pytest
 
 from apphost_sdk.state import app_identity
 
+from .helpers import apphost_cli as apphost
 from .helpers import pid_alive, write
 
 APPHOST = textwrap.dedent(
@@ -27,16 +28,6 @@ APPHOST = textwrap.dedent(
     builder.build().run()
     """
 )
-
-
-def apphost(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "apphost_sdk", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ import pytest
 from apphost_sdk.files import write_private
 from apphost_sdk.state import app_identity
 
+from .helpers import apphost_cli as apphost
 from .helpers import pid_alive, read_json_file, wait_until, write
 
 #: Prints a marker naming its pid first thing, so a log shows which process wrote it, and
@@ -46,16 +47,6 @@ APPHOST = textwrap.dedent(
     builder.build().run()
     """
 )
-
-
-def apphost(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "apphost_sdk", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 class App:

@@ -31,7 +31,7 @@ from apphost_sdk.runtimes.docker_runtime import _lines
 from apphost_sdk.runtimes.lines import MAX_LINE_BYTES, LineSplitter, split_lines
 from apphost_sdk.state import app_identity
 
-from .helpers import children_of, pid_alive, read_json_file, wait_until, write
+from .helpers import apphost_cli, children_of, pid_alive, read_json_file, wait_until, write
 
 #: Prints two lines, sleeps ``argv[2]`` seconds, then exits with ``argv[1]``.
 EXIT_LATER = textwrap.dedent(
@@ -123,16 +123,6 @@ def scripts(svc: Path) -> Path:
     ):
         write(svc / name, text)
     return svc
-
-
-def apphost_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "apphost_sdk", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def app_host_file(folder: Path, body: str) -> Path:
