@@ -39,10 +39,10 @@ import tempfile
 import time
 import uuid
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -53,6 +53,8 @@ from apphost_sdk.runtimes.base import ContainerSpec, PortSpec  # noqa: E402
 from apphost_sdk.runtimes.cleanup import remove_app_objects  # noqa: E402
 from apphost_sdk.runtimes.docker_runtime import DockerHandle, DockerRuntime  # noqa: E402
 from apphost_sdk.runtimes.engines import Engine, find_engine  # noqa: E402
+
+T = TypeVar("T")
 
 REDIS_IMAGE, REDIS_TAG = "apphost-test/redis", "7"
 KV_IMAGE, KV_TAG, KV_PORT = "apphost-test/kv", "1", 11211
@@ -108,6 +110,16 @@ def _wait_ping(port: int, password: str | None) -> None:
     _wait(lambda: redis_ping("127.0.0.1", port, password, timeout=0.5), f"Redis on port {port}")
 
 
+def _each_at_once(function: Callable[[T], object], items: Sequence[T]) -> None:
+    """Call ``function`` on every item: in this thread when there is one, else in parallel
+    threads (one an item), so that one-item arms pay for no thread pool."""
+    if len(items) == 1:
+        function(items[0])
+    else:
+        with ThreadPoolExecutor(len(items)) as pool:
+            list(pool.map(function, items))
+
+
 # --------------------------------------------------------------------------- generic containers
 
 
@@ -122,11 +134,7 @@ def apphost_generic_round(count: int) -> float:
         app.start(quiet=True)
         ports = [int(str(s.endpoint).rsplit(":", 1)[1]) for s in app.snapshots()]
         assert len(ports) == count, ports
-        if count == 1:
-            _wait_memcached(ports[0])
-        else:
-            with ThreadPoolExecutor(count) as pool:
-                list(pool.map(_wait_memcached, ports))
+        _each_at_once(_wait_memcached, ports)
         return time.perf_counter() - started
     finally:
         app.stop()
@@ -221,11 +229,7 @@ def redis_runtime_round(count: int, args: tuple[str, ...]) -> float:
 
     try:
         started = time.perf_counter()
-        if count == 1:
-            one(specs[0])
-        else:
-            with ThreadPoolExecutor(count) as pool:
-                list(pool.map(one, specs))
+        _each_at_once(one, specs)
         return time.perf_counter() - started
     finally:
         for h in handles:

@@ -1,4 +1,5 @@
-"""Provisioning of Azure Cache for Redis for apphost-sdk, and a local ARM emulator to test it.
+"""Provisioning of Azure Cache for Redis and Azure Managed Redis for apphost-sdk, and a local
+ARM emulator to test it.
 
 Public entry points:
 
@@ -17,9 +18,11 @@ from .errors import (
     AuthorizationFailedError,
     CacheFailedError,
     NameNotAvailableError,
+    ProductRetiredError,
     ProvisioningError,
     ProvisioningTimeoutError,
 )
+from .managed_spec import ManagedRedisRequest, ManagedRedisSpec
 from .outputs import CacheOutputs
 from .settings import ProvisioningSettings
 from .spec import AzureRedisRequest, CacheSpec
@@ -31,7 +34,10 @@ __all__ = [
     "CacheFailedError",
     "CacheOutputs",
     "CacheSpec",
+    "ManagedRedisRequest",
+    "ManagedRedisSpec",
     "NameNotAvailableError",
+    "ProductRetiredError",
     "ProvisioningError",
     "ProvisioningSettings",
     "ProvisioningTimeoutError",

@@ -34,14 +34,18 @@ def _auth_policy(credential: Any, scope: str, allow_http: bool) -> Any:
 
 @attrs.frozen
 class ArmClients:
-    """The two management clients a provisioning run needs."""
+    """The management clients a provisioning run needs: Azure Cache for Redis
+    (``redis``), resource groups (``resources``) and Azure Managed Redis (``enterprise``)."""
 
     redis: Any
     resources: Any
+    enterprise: Any = None
 
     def close(self) -> None:
         """Release the HTTP sessions."""
-        for client in (self.redis, self.resources):
+        for client in (self.redis, self.resources, self.enterprise):
+            if client is None:
+                continue
             try:
                 client.close()
             except Exception:
@@ -49,9 +53,11 @@ class ArmClients:
 
 
 def create_clients(settings: ProvisioningSettings, credential: Any) -> ArmClients:
-    """Create the Redis and resource-group clients for ``settings``' endpoint and subscription."""
+    """Create the Redis, Managed Redis and resource-group clients for ``settings``' endpoint
+    and subscription."""
     from azure.core.pipeline.policies import RetryPolicy
     from azure.mgmt.redis import RedisManagementClient
+    from azure.mgmt.redisenterprise import RedisEnterpriseManagementClient
     from azure.mgmt.resource.resources import ResourceManagementClient
 
     endpoint = settings.resource_manager_endpoint
@@ -70,4 +76,5 @@ def create_clients(settings: ProvisioningSettings, credential: Any) -> ArmClient
 
     redis = RedisManagementClient(credential, settings.subscription_id, **common())
     resources = ResourceManagementClient(credential, settings.subscription_id, **common())
-    return ArmClients(redis=redis, resources=resources)
+    enterprise = RedisEnterpriseManagementClient(credential, settings.subscription_id, **common())
+    return ArmClients(redis=redis, resources=resources, enterprise=enterprise)

@@ -10,6 +10,7 @@ from .errors import (
     AuthenticationFailedError,
     AuthorizationFailedError,
     NameNotAvailableError,
+    ProductRetiredError,
     ProvisioningError,
 )
 
@@ -57,6 +58,12 @@ def is_not_found(exc: BaseException) -> bool:
     return status_of(exc) == 404
 
 
+def is_retired(code: str, message: str) -> bool:
+    """Whether an ARM error says the product or SKU is retired (matched loosely: Azure's
+    codes for it vary, its messages mention retirement)."""
+    return "retire" in code.lower() or "retire" in message.lower()
+
+
 def translate(exc: BaseException, doing: str) -> ProvisioningError:
     """Turn an SDK error raised while ``doing`` into a clear, secret-free ProvisioningError."""
     if isinstance(exc, ProvisioningError):
@@ -79,6 +86,13 @@ def translate(exc: BaseException, doing: str) -> ProvisioningError:
         return NameNotAvailableError(
             f"the cache name is taken by another Azure cache ({message}); choose another "
             "resource name or resource group (Azure:ResourceGroup) so the name changes"
+        )
+    if status is not None and is_retired(code, message):
+        return ProductRetiredError(
+            f"Azure refused {doing}: the product is retired for this subscription ({code}: "
+            f"{message}); Azure Cache for Redis is being retired, so use "
+            "builder.add_azure_managed_redis(name) (Azure Managed Redis) instead, or "
+            "as_existing() to use a cache that already exists"
         )
     if status is None:
         kind = type(exc).__name__

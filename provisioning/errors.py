@@ -15,6 +15,7 @@ __all__ = [
     "CacheFailedError",
     "ConfigurationError",
     "NameNotAvailableError",
+    "ProductRetiredError",
     "ProvisioningError",
     "ProvisioningTimeoutError",
 ]
@@ -59,3 +60,7 @@ class NameNotAvailableError(ProvisioningError):
 
 class ProvisioningTimeoutError(ProvisioningError):
     """A create or update did not reach a final state within the configured bound."""
+
+
+class ProductRetiredError(ProvisioningError):
+    """Azure refused a create because the product (or SKU) is retired for the subscription."""

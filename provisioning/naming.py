@@ -13,7 +13,7 @@ import base64
 import hashlib
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from .errors import ConfigurationError
 
@@ -110,28 +110,35 @@ def cache_name_prefix(resource_name: str) -> str:
     return resource_name.replace("-", "").lower()[:MAX_PREFIX]
 
 
-def generated_name_collisions(resource_names: Iterable[str]) -> list[str]:
+def generated_name_collisions(
+    resource_names: Iterable[str],
+    prefix: Callable[[str], str] | None = None,
+    kept: int = MAX_PREFIX,
+) -> list[str]:
     """A problem for each resource whose generated Azure cache name would be that of an
     earlier one (``my-cache`` and ``mycache``; two names sharing their first 49 characters
     once hyphens are removed), naming both and the fix; empty when all are distinct.
 
-    Pure (no settings, no call): the model's ``build()`` and the provisioner both use it.
+    ``prefix`` is the naming rule of the resource type, keeping ``kept`` characters (default:
+    Azure Cache for Redis'; :func:`cluster_name_prefix` for Managed Redis). Pure (no settings,
+    no call): the model's ``build()`` and the provisioner both use it.
     Names that do not collide keep the names they always had.
     """
     first_of: dict[str, str] = {}
     problems: list[str] = []
+    prefix_of = prefix or cache_name_prefix
     for name in resource_names:
-        prefix = cache_name_prefix(name)
-        first = first_of.setdefault(prefix, name)
+        start = prefix_of(name)
+        first = first_of.setdefault(start, name)
         if first != name:
-            problems.append(_collision(first, name, f"{prefix}-<suffix>"))
+            problems.append(_collision(first, name, f"{start}-<suffix>", kept))
     return problems
 
 
-def _collision(first: str, second: str, azure_name: str) -> str:
+def _collision(first: str, second: str, azure_name: str, kept: int = MAX_PREFIX) -> str:
     return (
         f"Azure caches {first} and {second} would both be named {azure_name} in Azure (the "
-        f"generated name drops hyphens and keeps the first {MAX_PREFIX} characters): rename "
+        f"generated name drops hyphens and keeps the first {kept} characters): rename "
         f"{second} or {first} so that they differ there"
     )
 
@@ -180,3 +187,52 @@ def access_policy_assignment_name(cache_id: str, object_id: str, policy: str) ->
     """A UUID derived from cache, principal and policy, so re-runs never add a duplicate."""
     key = f"{cache_id.lower()}|{object_id.lower()}|{policy.lower()}"
     return str(uuid.uuid5(_ASSIGNMENT_NAMESPACE, key))
+
+
+# -- Azure Managed Redis (Microsoft.Cache/redisEnterprise) ----------------------------------------
+#: Azure's rule for redisEnterprise cluster names: 1-60 letters, digits, single inner hyphens.
+_CLUSTER_NAME = re.compile(r"^(?=.{1,60}$)[A-Za-z0-9]+(-[A-Za-z0-9]+)*$")
+MAX_CLUSTER_NAME = 60
+#: How many characters of a resource name (hyphens removed) its generated cluster name keeps.
+MAX_CLUSTER_PREFIX = MAX_CLUSTER_NAME - 1 - SUFFIX_LENGTH
+#: The one database of a Managed Redis cluster.
+MANAGED_DATABASE = "default"
+
+
+def validate_cluster_name(name: str) -> None:
+    """Check an Azure Managed Redis cluster name against Azure's rules."""
+    if not _CLUSTER_NAME.match(name or ""):
+        raise ConfigurationError(
+            f"Azure Managed Redis name {name!r} is invalid: Azure requires 1-60 letters, digits "
+            "and single hyphens, starting and ending with a letter or digit"
+        )
+
+
+def cluster_resource_id(subscription_id: str, resource_group: str, name: str) -> str:
+    """The ARM id of the Azure Managed Redis cluster ``name``."""
+    group_id = resource_group_id(subscription_id, resource_group)
+    return f"{group_id}/providers/Microsoft.Cache/redisEnterprise/{name}"
+
+
+def managed_database_id(cluster_id: str) -> str:
+    """The ARM id of a cluster's one database, ``default``."""
+    return f"{cluster_id}/databases/{MANAGED_DATABASE}"
+
+
+def cluster_name_prefix(resource_name: str) -> str:
+    """The part of :func:`cluster_name_for` taken from the resource name: hyphens removed,
+    lowercased, at most ``MAX_CLUSTER_PREFIX`` (46) characters."""
+    return resource_name.replace("-", "").lower()[:MAX_CLUSTER_PREFIX]
+
+
+def cluster_name_for(resource_name: str, subscription_id: str, resource_group: str) -> str:
+    """The Azure name of the Managed Redis cluster for app resource ``resource_name``.
+
+    Same scheme as :func:`cache_name_for` (``{name without hyphens}-{suffix}``, Aspire's
+    ``take(..., 60)``), cut to Azure's 60 characters for redisEnterprise names.
+    """
+    validate_resource_name(resource_name)
+    suffix = unique_suffix(resource_group_id(subscription_id, resource_group))
+    name = f"{cluster_name_prefix(resource_name)}-{suffix}"
+    validate_cluster_name(name)
+    return name

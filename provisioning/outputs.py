@@ -7,6 +7,9 @@ from typing import Any
 import attrs
 
 TLS_PORT = 6380
+#: ``CacheOutputs.kind`` of an Azure Cache for Redis and of an Azure Managed Redis.
+KIND_REDIS = "redis"
+KIND_MANAGED_REDIS = "managed-redis"
 
 
 def connection_string(host_name: str, ssl_port: int, primary_key: str | None) -> str:
@@ -20,7 +23,9 @@ class CacheOutputs:
     """Outputs of one provisioned cache. Secrets are kept out of ``repr``.
 
     ``name`` is the Azure name; ``primary_key`` (alias ``password``) is None with Entra ID,
-    where clients authenticate as ``principal_object_id`` with a token instead.
+    where clients authenticate as ``principal_object_id`` with a token instead. ``kind`` is
+    ``redis`` (Azure Cache for Redis) or ``managed-redis`` (Azure Managed Redis, whose
+    ``clustering_policy`` tells clients whether to speak the cluster protocol).
     """
 
     resource_name: str
@@ -32,6 +37,8 @@ class CacheOutputs:
     primary_key: str | None = attrs.field(default=None, repr=False)
     use_access_keys: bool = False
     principal_object_id: str | None = None
+    kind: str = KIND_REDIS
+    clustering_policy: str | None = None
 
     @property
     def password(self) -> str | None:
@@ -49,12 +56,15 @@ class CacheOutputs:
         data: dict[str, Any] = {
             "resource": self.resource_name,
             "name": self.name,
+            "kind": self.kind,
             "resourceId": self.resource_id,
             "hostName": self.host_name,
             "sslPort": self.ssl_port,
             "authentication": "accessKey" if self.use_access_keys else "entraId",
             "connectionString": secret_cs,
         }
+        if self.clustering_policy:
+            data["clusteringPolicy"] = self.clustering_policy
         if self.principal_object_id:
             data["principalObjectId"] = self.principal_object_id
         if self.has_secret:
@@ -71,6 +81,8 @@ class CacheOutputs:
         ssl_port: int | None,
         primary_key: str | None,
         principal_object_id: str | None,
+        kind: str = KIND_REDIS,
+        clustering_policy: str | None = None,
     ) -> CacheOutputs:
         """Assemble outputs, deriving the connection string."""
         port = ssl_port or TLS_PORT
@@ -84,4 +96,6 @@ class CacheOutputs:
             primary_key=primary_key,
             use_access_keys=primary_key is not None,
             principal_object_id=principal_object_id,
+            kind=kind,
+            clustering_policy=clustering_policy,
         )

@@ -1,4 +1,5 @@
-"""Provision, plan and destroy Azure Cache for Redis instances through azure-mgmt-redis.
+"""Provision, plan and destroy Azure Cache for Redis instances through azure-mgmt-redis,
+and (through :mod:`provisioning.managed_provisioner`) Azure Managed Redis in the same run.
 
 The lifecycle of one cache:
 
@@ -13,7 +14,8 @@ The lifecycle of one cache:
 5. Record outputs and checksum as ``succeeded``.
 
 Writes to one cache are serialized by a per-cache lock; every ARM call goes through our one
-retry policy. Independent caches are provisioned on separate threads.
+retry policy. Independent caches are provisioned on separate threads. Requests of both kinds
+(:class:`AzureRedisRequest`, :class:`ManagedRedisRequest`) are accepted wherever requests are.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from .errors import (
     ProvisioningError,
     ProvisioningTimeoutError,
 )
+from .managed_provisioner import ManagedRedisProvisioner, is_cluster
+from .managed_spec import DesiredManagedRedis, ManagedRedisRequest
 from .naming import (
     access_policy_assignment_name,
     cache_name_for,
@@ -60,6 +64,9 @@ from .state import SUCCEEDED, StateRecord, StateStore
 
 T = TypeVar("T")
 StatusCallback = Callable[[str, str], None]
+#: A request of either kind, and the desired state it becomes.
+AzureRequest = AzureRedisRequest | ManagedRedisRequest
+Desired = DesiredCache | DesiredManagedRedis
 
 #: States in which a cache is busy with a management operation and must be waited on.
 TRANSITIONAL = frozenset(
@@ -248,6 +255,7 @@ class Provisioner:
         self._principal: Principal | None = None
         self._group_ready = False
         self._group_lock = threading.Lock()
+        self.managed = ManagedRedisProvisioner(self)
 
     # -- plumbing -----------------------------------------------------------------------------
     def close(self) -> None:
@@ -329,23 +337,48 @@ class Provisioner:
             principal_object_id=self.principal().object_id if needs_principal else None,
         )
 
-    def _all_desired(self, requests: Iterable[AzureRedisRequest]) -> list[DesiredCache]:
+    def _all_desired(self, requests: Iterable[AzureRequest]) -> list[Desired]:
         requests = list(requests)
         seen: set[str] = set()
         for request in requests:
+            if not isinstance(request, (AzureRedisRequest, ManagedRedisRequest)):
+                raise TypeError(
+                    f"{type(request).__name__} is not an AzureRedisRequest or ManagedRedisRequest"
+                )
             key = request.resource_name.lower()
             if key in seen:
                 raise ConfigurationError(f"two Azure caches are named {request.resource_name!r}")
             seen.add(key)
         # Validate every name and build every spec (running the configure_infrastructure
         # callbacks once) first, so a bad one fails before any token or call.
-        validated = [(r, self._target(r), r.build_spec(self.app_name)) for r in requests]
-        collisions = target_collisions(
-            (r.resource_name, group, name, r.is_existing) for r, (group, name), _s in validated
-        )
+        classic = [
+            (r, self._target(r), r.build_spec(self.app_name))
+            for r in requests
+            if isinstance(r, AzureRedisRequest)
+        ]
+        managed = [
+            (r, self.managed.target(r), r.build_spec(self.app_name))
+            for r in requests
+            if isinstance(r, ManagedRedisRequest)
+        ]
+        # Names collide only within one resource type (a classic cache and a Managed Redis
+        # may share a name).
+        collisions = [
+            *target_collisions(
+                (r.resource_name, group, name, r.is_existing) for r, (group, name), _s in classic
+            ),
+            *target_collisions(
+                (r.resource_name, group, name, r.is_existing) for r, (group, name), _s in managed
+            ),
+        ]
         if collisions:
             raise ConfigurationError("; ".join(collisions))
-        return [self._assemble(r, target, spec) for r, target, spec in validated]
+        by_name: dict[str, Desired] = {}
+        for r, target, spec in classic:
+            by_name[r.resource_name] = self._assemble(r, target, spec)
+        for m, target, mspec in managed:
+            by_name[m.resource_name] = self.managed.assemble(m, target, mspec)
+        return [by_name[r.resource_name] for r in requests]
 
     # -- ARM reads ----------------------------------------------------------------------------
     def _raw_get(self, desired: _Ref) -> Any | None:
@@ -636,8 +669,10 @@ class Provisioner:
         self.store.save_succeeded(self._record(desired), outputs)
         return outputs
 
-    def provision_one(self, desired: DesiredCache) -> CacheOutputs:
-        """Bring one cache to its desired state and return its outputs."""
+    def provision_one(self, desired: Desired) -> CacheOutputs:
+        """Bring one cache (classic or Managed) to its desired state and return its outputs."""
+        if isinstance(desired, DesiredManagedRedis):
+            return self.managed.provision_one(desired)
         resource = desired.resource_name
         self._status(resource, "Checking")
         record = self.store.load(resource)
@@ -704,7 +739,7 @@ class Provisioner:
         return [] if actual == wanted or not wanted else [f"zones: {actual} -> {wanted}"]
 
     # -- many caches --------------------------------------------------------------------------
-    def provision(self, requests: Iterable[AzureRedisRequest]) -> dict[str, CacheOutputs]:
+    def provision(self, requests: Iterable[AzureRequest]) -> dict[str, CacheOutputs]:
         """Provision every request concurrently; raise after all finished if any failed."""
         desired = self._all_desired(requests)
         if not desired:
@@ -733,12 +768,17 @@ class Provisioner:
             )
         return results
 
-    def plan(self, requests: Iterable[AzureRedisRequest]) -> list[PlanItem]:
+    def plan(self, requests: Iterable[AzureRequest]) -> list[PlanItem]:
         """What ``provision`` would do, from reads only (no PUT, PATCH, POST or DELETE)."""
         desired = self._all_desired(requests)
         items: list[PlanItem] = []
         group_exists: bool | None = None
         for d in desired:
+            if isinstance(d, DesiredManagedRedis):
+                if not d.existing and group_exists is None:
+                    group_exists = self._group_exists(d.resource_name)
+                items.append(self.managed.plan_item(d, group_exists))
+                continue
             if d.existing:
                 cache = self._get_cache(d)
                 action = PlanAction.USE_EXISTING if cache is not None else PlanAction.MISSING
@@ -782,14 +822,17 @@ class Provisioner:
             items.append(PlanItem(d.resource_name, d.azure_name, d.resource_group, action, changes))
         return items
 
-    def owned_caches(self, requests: Iterable[AzureRedisRequest] = ()) -> list[Any]:
-        """The caches in the app's resource group tagged as created by this app (reads only).
+    def owned_caches(self, requests: Iterable[AzureRequest] = ()) -> list[Any]:
+        """The caches and Managed Redis clusters in the app's resource group tagged as created
+        by this app (reads only).
 
-        Caches referenced with ``as_existing`` and caches without our tags are never included.
+        Resources referenced with ``as_existing`` and resources without our tags are never
+        included.
         """
         group = self.settings.resource_group
         if not self._group_exists("destroy"):
             return []
+        requests = list(requests)
         caches = self._call(
             "destroy",
             f"listing caches in resource group {group}",
@@ -797,12 +840,20 @@ class Provisioner:
         )
         owned = [c for c in caches if _tags_of(c).get(TAG_APP.lower()) == self.app_name]
         existing = {
-            (r.existing_name or "").lower() for r in requests if r.existing_name is not None
+            (r.existing_name or "").lower()
+            for r in requests
+            if r.existing_name is not None and isinstance(r, AzureRedisRequest)
         }
-        return [c for c in owned if str(c.name).lower() not in existing]
+        existing_clusters = {
+            (r.existing_name or "").lower()
+            for r in requests
+            if r.existing_name is not None and isinstance(r, ManagedRedisRequest)
+        }
+        classic = [c for c in owned if str(c.name).lower() not in existing]
+        return classic + self.managed.owned_clusters(existing_clusters)
 
     def destroy(
-        self, requests: Iterable[AzureRedisRequest] = (), owned: list[Any] | None = None
+        self, requests: Iterable[AzureRequest] = (), owned: list[Any] | None = None
     ) -> list[str]:
         """Delete the caches :meth:`owned_caches` finds and wait until each one is gone.
 
@@ -819,6 +870,8 @@ class Provisioner:
         return names
 
     def _delete_one(self, cache: Any) -> str:
+        if is_cluster(cache):
+            return self.managed.delete_one(cache)
         resource = str(_tags_of(cache).get(TAG_RESOURCE_NAME.lower()) or cache.name)
         desired = CacheRef(
             resource_name=resource,

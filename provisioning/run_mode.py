@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .managed_spec import ManagedRedisRequest
 from .outputs import CacheOutputs
 from .provisioner import Provisioner
 from .settings import ProvisioningSettings
@@ -14,14 +15,15 @@ from .spec import AzureRedisRequest
 
 
 def provision_for_run(
-    requests: Sequence[AzureRedisRequest],
+    requests: Sequence[AzureRedisRequest | ManagedRedisRequest],
     configuration: Any,
     state_dir: Path,
     app_name: str,
     on_status: Callable[[str, str], None],
     cancel: threading.Event | None = None,
 ) -> dict[str, CacheOutputs]:
-    """Provision ``requests`` concurrently and return their outputs by resource name.
+    """Provision ``requests`` (Azure Cache for Redis and Azure Managed Redis alike)
+    concurrently and return their outputs by resource name.
 
     ``on_status(resource, text)`` receives progress such as ``"Provisioning (Creating, 3m12s)"``
     and ``"Provisioned"``. Raises :class:`provisioning.errors.ProvisioningError` (an

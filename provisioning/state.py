@@ -18,7 +18,7 @@ import attrs
 
 from apphost_sdk.files import read_json, write_private
 
-from .outputs import CacheOutputs
+from .outputs import KIND_REDIS, CacheOutputs
 
 PENDING = "pending"
 SUCCEEDED = "succeeded"
@@ -77,6 +77,8 @@ class StateStore:
                     ssl_port=int(out["ssl_port"]),
                     primary_key=key,
                     principal_object_id=out.get("principal_object_id"),
+                    kind=str(out.get("kind") or KIND_REDIS),
+                    clustering_policy=out.get("clustering_policy"),
                 )
             return StateRecord(
                 resource_name=resource,
@@ -127,6 +129,8 @@ class StateStore:
             "ssl_port": outputs.ssl_port,
             "use_access_keys": outputs.use_access_keys,
             "principal_object_id": outputs.principal_object_id,
+            "kind": outputs.kind,
+            "clustering_policy": outputs.clustering_policy,
         }
         _write_atomic(self._record_path(record.resource_name), data, 0o644)
 

@@ -8,6 +8,13 @@ from __future__ import annotations
 
 from .async_cache import AsyncDistributedCache
 from .options import DistributedCacheEntryOptions
+from .shared import AsyncRedisClient, RedisClient
 from .sync_cache import DistributedCache
 
-__all__ = ["AsyncDistributedCache", "DistributedCache", "DistributedCacheEntryOptions"]
+__all__ = [
+    "AsyncDistributedCache",
+    "AsyncRedisClient",
+    "DistributedCache",
+    "DistributedCacheEntryOptions",
+    "RedisClient",
+]

@@ -7,7 +7,6 @@ import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, ResponseError, WatchError
 
 from . import core
@@ -16,9 +15,11 @@ from .shared import (
     ADD_ATTEMPTS,
     READ_SHA,
     WRITE_SHA,
+    AsyncRedisClient,
     CacheBase,
     Items,
     check_call,
+    expiry_command,
     queue_write,
 )
 from .tracing import traced_async
@@ -26,19 +27,32 @@ from .tracing import traced_async
 __all__ = ["AsyncDistributedCache"]
 
 
-class AsyncDistributedCache(CacheBase[aioredis.Redis]):
+class AsyncDistributedCache(CacheBase[AsyncRedisClient]):
     """The asyncio twin of ``DistributedCache``: same methods and storage format, awaited."""
 
     @classmethod
     def from_connection_string(
-        cls, connection_string: str, *, instance_name: str = "", **redis_kwargs: Any
+        cls,
+        connection_string: str,
+        *,
+        instance_name: str = "",
+        cluster: bool | None = None,
+        **redis_kwargs: Any,
     ) -> AsyncDistributedCache:
-        """Open a cache from a StackExchange.Redis string or ``redis://`` URL (owns the client)."""
-        from ..connection_strings import RedisConnectionOptions
+        """Open a cache from a StackExchange.Redis string or ``redis://`` URL (owns the client).
 
-        kwargs = RedisConnectionOptions.parse(connection_string).to_redis_kwargs(for_async=True)
+        ``cluster`` None (default) asks the server once, now, whether it is a Redis Cluster
+        (Azure Managed Redis' OSSCluster policy) and opens the matching client; True or False
+        skip the question.
+        """
+        from ..connection_strings import RedisConnectionOptions
+        from .cluster import open_async_client
+
+        options = RedisConnectionOptions.parse(connection_string)
+        kwargs = options.to_redis_kwargs(for_async=True)
         kwargs.update(redis_kwargs)
-        return cls(aioredis.Redis(**kwargs), instance_name=instance_name, owns_client=True)
+        client = open_async_client(options, kwargs, cluster=cluster)
+        return cls(client, instance_name=instance_name, owns_client=True)
 
     #: The event loop this cache was last called on (weakly: a closed loop may go away).
     _loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
@@ -132,7 +146,7 @@ class AsyncDistributedCache(CacheBase[aioredis.Redis]):
         reply = await self._client.execute_command("HMGET", key, *fields)
         data, commands = core.plan_reads((key,), (reply,), now)
         for command in commands:
-            await self._client.execute_command(*command)
+            await self._client.execute_command(*expiry_command(command))
         return data[0]
 
     @check_call
@@ -155,7 +169,7 @@ class AsyncDistributedCache(CacheBase[aioredis.Redis]):
             pipe.execute_command("HMGET", k, core.ABSEXP, core.SLDEXP, core.DATA)
         data, commands = core.plan_reads(encoded, await pipe.execute(), now)
         for command in commands:
-            pipe.execute_command(*command)
+            pipe.execute_command(*expiry_command(command))
         if commands:
             await pipe.execute()
         return data
@@ -223,7 +237,7 @@ class AsyncDistributedCache(CacheBase[aioredis.Redis]):
             pipe = self._client.pipeline(transaction=True)
             try:
                 await pipe.watch(plan.key)
-                if await pipe.exists(plan.key):
+                if await pipe.execute_command("EXISTS", plan.key):  # immediate while watching
                     return False
                 pipe.multi()
                 queue_write(pipe, plan)

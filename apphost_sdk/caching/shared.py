@@ -9,6 +9,10 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
+import redis
+import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
 from redis.exceptions import NoPermissionError, ResponseError
 
 from . import core
@@ -20,10 +24,13 @@ __all__ = [
     "ADD_ATTEMPTS",
     "READ_SHA",
     "WRITE_SHA",
+    "AsyncRedisClient",
     "CacheBase",
     "Items",
+    "RedisClient",
     "check_call",
     "check_client",
+    "expiry_command",
     "is_cluster",
     "items_of",
     "queue_write",
@@ -36,6 +43,11 @@ READ_SHA = hashlib.sha1(READ_SCRIPT).hexdigest().encode()
 WRITE_SHA = hashlib.sha1(WRITE_SCRIPT).hexdigest().encode()
 
 Items = Mapping[str, bytes] | Iterable[tuple[str, bytes]]
+
+#: The clients the blocking cache works over: one endpoint, or a Redis Cluster.
+RedisClient = redis.Redis | redis.cluster.RedisCluster
+#: The clients the asyncio cache works over.
+AsyncRedisClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
 
 #: How often ``add`` without scripting retries its WATCH/MULTI/EXEC when the key changed.
 ADD_ATTEMPTS = 16
@@ -74,20 +86,26 @@ def queue_write(pipe: Any, plan: core.SetPlan) -> None:
         pipe.execute_command("EXPIRE", plan.key, plan.ttl_seconds)
 
 
+def expiry_command(command: tuple[bytes, bytes, int]) -> tuple[str, bytes, int]:
+    """A ``core.plan_reads`` expiry command with a text name: cluster clients look commands
+    up by name to route them, and refuse a bytes one."""
+    return (command[0].decode("ascii"), command[1], command[2])
+
+
 def check_client(client: Any) -> None:
-    """Refuse clients that decode replies: cache values are bytes."""
+    """Refuse clients that decode replies: cache values are bytes (cluster clients too)."""
     pool = getattr(client, "connection_pool", None)
-    kwargs = getattr(pool, "connection_kwargs", {}) or {}
-    if kwargs.get("decode_responses"):
+    kwargs = getattr(pool, "connection_kwargs", None)
+    if kwargs is None:
+        nodes = getattr(client, "nodes_manager", None)  # RedisCluster (sync and asyncio)
+        kwargs = getattr(nodes, "connection_kwargs", None)
+    if (kwargs or {}).get("decode_responses"):
         raise ValueError("the cache needs a redis client created with decode_responses=False")
 
 
 def is_cluster(client: Any) -> bool:
     """Whether ``client`` is a Redis Cluster client (multi-key scripts would cross slots)."""
-    from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
-    from redis.cluster import RedisCluster
-
-    return isinstance(client, (RedisCluster, AsyncRedisCluster))
+    return isinstance(client, (redis.cluster.RedisCluster, redis.asyncio.cluster.RedisCluster))
 
 
 ClientT = TypeVar("ClientT")
@@ -139,7 +157,8 @@ class CacheBase(Generic[ClientT]):
 
     @property
     def client(self) -> ClientT:
-        """The underlying redis-py client (``redis.Redis`` or ``redis.asyncio.Redis``)."""
+        """The underlying redis-py client (``redis.Redis`` or ``redis.asyncio.Redis``, or
+        their ``RedisCluster`` twins against a Redis Cluster)."""
         return self._client
 
     @property

@@ -7,7 +7,6 @@ import copy
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import redis
 from redis.exceptions import NoScriptError, ResponseError, WatchError
 
 from . import core
@@ -18,7 +17,9 @@ from .shared import (
     WRITE_SHA,
     CacheBase,
     Items,
+    RedisClient,
     check_call,
+    expiry_command,
     queue_write,
 )
 from .tracing import traced
@@ -26,7 +27,7 @@ from .tracing import traced
 __all__ = ["DistributedCache"]
 
 
-class DistributedCache(CacheBase[redis.Redis]):
+class DistributedCache(CacheBase[RedisClient]):
     """A Redis-backed distributed cache that .NET's ``IDistributedCache`` can share.
 
     Keys are ``instance_name + key``; values are bytes (see ``get_string``/``set_string``).
@@ -36,14 +37,27 @@ class DistributedCache(CacheBase[redis.Redis]):
 
     @classmethod
     def from_connection_string(
-        cls, connection_string: str, *, instance_name: str = "", **redis_kwargs: Any
+        cls,
+        connection_string: str,
+        *,
+        instance_name: str = "",
+        cluster: bool | None = None,
+        **redis_kwargs: Any,
     ) -> DistributedCache:
-        """Open a cache from a StackExchange.Redis string or ``redis://`` URL (owns the client)."""
-        from ..connection_strings import RedisConnectionOptions
+        """Open a cache from a StackExchange.Redis string or ``redis://`` URL (owns the client).
 
-        kwargs = RedisConnectionOptions.parse(connection_string).to_redis_kwargs()
+        ``cluster`` None (default) asks the server once, now, whether it is a Redis Cluster
+        (Azure Managed Redis' OSSCluster policy) and opens the matching client; True or False
+        skip the question.
+        """
+        from ..connection_strings import RedisConnectionOptions
+        from .cluster import open_client
+
+        options = RedisConnectionOptions.parse(connection_string)
+        kwargs = options.to_redis_kwargs()
         kwargs.update(redis_kwargs)
-        return cls(redis.Redis(**kwargs), instance_name=instance_name, owns_client=True)
+        client = open_client(options, kwargs, cluster=cluster)
+        return cls(client, instance_name=instance_name, owns_client=True)
 
     #: When set (``_refusing_event_loops``), a call from a thread whose event loop is running
     #: is an error saying this (the fix); None accepts calls from anywhere.
@@ -131,7 +145,7 @@ class DistributedCache(CacheBase[redis.Redis]):
         reply = self._client.execute_command("HMGET", key, *fields)
         data, commands = core.plan_reads((key,), (reply,), now)
         for command in commands:
-            self._client.execute_command(*command)
+            self._client.execute_command(*expiry_command(command))
         return data[0]
 
     @check_call
@@ -152,7 +166,7 @@ class DistributedCache(CacheBase[redis.Redis]):
             pipe.execute_command("HMGET", k, core.ABSEXP, core.SLDEXP, core.DATA)
         data, commands = core.plan_reads(encoded, pipe.execute(), now)
         for command in commands:
-            pipe.execute_command(*command)
+            pipe.execute_command(*expiry_command(command))
         if commands:
             pipe.execute()
         return data

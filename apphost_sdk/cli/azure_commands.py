@@ -145,6 +145,8 @@ def _github_outputs(outputs: Any) -> list[tuple[str, str, bool]]:
     ]
     if outputs.primary_key:
         items.append((f"{base}_primary_key", outputs.primary_key, True))
+    if getattr(outputs, "clustering_policy", None):  # Azure Managed Redis only
+        items.append((f"{base}_clustering_policy", outputs.clustering_policy, False))
     return items
 
 
@@ -188,10 +190,17 @@ def _print_env(results: dict[str, Any], show_secrets: bool) -> None:
                 print(f"{name}={shlex.quote(value)}")
 
 
+#: How ``CacheOutputs.kind`` reads in text output.
+_KIND_TEXT = {"redis": "Azure Cache for Redis", "managed-redis": "Azure Managed Redis"}
+
+
 def _print_text(results: dict[str, Any], show_secrets: bool) -> None:
     for outputs in results.values():
         data = outputs.public_dict(show_secrets)
-        print(f"{outputs.resource_name}: {outputs.name} ({data['authentication']})")
+        print(
+            f"{outputs.resource_name}: {outputs.name} ({_KIND_TEXT.get(data['kind'], data['kind'])}"
+            f", {data['authentication']})"
+        )
         print(f"    host: {outputs.host_name}:{outputs.ssl_port}")
         print(f"    resource id: {outputs.resource_id}")
         print(f"    connection string: {data['connectionString']}")
@@ -235,7 +244,8 @@ def provision(app: Any, args: argparse.Namespace) -> int:
 
 # -- destroy ------------------------------------------------------------------------------------
 def destroy(app: Any, args: argparse.Namespace) -> int:
-    """Delete the caches this app created (found by their tags) and wait for the deletions."""
+    """Delete the caches and Managed Redis clusters this app created (found by their tags)
+    and wait for the deletions."""
 
     def body() -> int:
         provisioner, requests = _setup(app, _progress(sys.stderr))
@@ -246,7 +256,8 @@ def destroy(app: Any, args: argparse.Namespace) -> int:
             owned = provisioner.owned_caches(requests)
             if not owned:
                 print(
-                    f"Nothing to delete: no cache of app {app.app_name!r} in resource group "
+                    f"Nothing to delete: no Azure cache or Managed Redis of app "
+                    f"{app.app_name!r} in resource group "
                     f"{provisioner.settings.resource_group}."
                 )
                 return EXIT_OK

@@ -44,9 +44,15 @@ def _app_host(value: str) -> Path:
         path = Path(value).expanduser()
     except RuntimeError:  # ~user that does not exist
         raise ApphostError(f"{value}: cannot expand '~'; give a full path") from None
-    if path.is_dir():
-        path = path / "apphost.py"
-    if not path.is_file():
+    try:
+        if path.is_dir():
+            path = path / "apphost.py"
+        found = path.is_file()
+    except OSError as exc:  # a name too long, a folder we may not read...
+        raise ApphostError(
+            f"{value}: cannot read it ({exc.strerror or exc}); give the path to your apphost.py"
+        ) from None
+    if not found:
         raise ApphostError(f"{value}: no such app host file (give the path to your apphost.py)")
     if path.suffix != ".py":
         raise ApphostError(f"{value} is not a Python file; give the path to your apphost.py")
@@ -221,6 +227,8 @@ def cmd_down(ns: argparse.Namespace, rest: list[str]) -> int:
 
     if not ns.apphost and not ns.all:
         raise ApphostError("give APPHOST.py, or --all for every app")
+    if ns.apphost and ns.all:  # which one was meant? Removing too much cannot be undone
+        raise ApphostError(f"give APPHOST.py ({ns.apphost}) or --all, not both")
     app_host = None if ns.all else _app_host(ns.apphost)
     live = (
         running_statuses()
@@ -319,6 +327,18 @@ def _add_azure_parser(parser: _Parser, sub: Any, name: str, description: str) ->
     return p
 
 
+def _add_timeout(p: _Parser, default: float, what: str, *, zero_ok: bool) -> None:
+    """A command's ``--timeout SECONDS``: ``what`` happens after that long (``default``
+    seconds unless given; 0 is allowed only when ``zero_ok``)."""
+    p.add_argument(
+        "--timeout",
+        type=_seconds(0, allow_minimum=zero_ok),
+        default=default,
+        metavar="SECONDS",
+        help=f"{what} (default {default:g})",
+    )
+
+
 def build_parser() -> _Parser:
     """The ``apphost`` parser: one subparser per command, used for help and for parsing."""
     parser = _Parser(
@@ -357,23 +377,15 @@ def build_parser() -> _Parser:
     )
     p.add_argument("apphost", metavar="APPHOST.py", help=app_host_help)
     p.add_argument("--json", action="store_true", help="print the status as one JSON object")
-    p.add_argument(
-        "--timeout",
-        type=_seconds(0, allow_minimum=False),
-        default=300.0,
-        metavar="SECONDS",
-        help="give up (and stop the app host) when not healthy after this long (default 300)",
+    _add_timeout(
+        p, 300.0, "give up (and stop the app host) when not healthy after this long", zero_ok=False
     )
     p.add_argument("--show-secrets", action="store_true", help="print secret values as they are")
 
     p = _add_parser(parser, sub, "stop", "stop an app started with `apphost start`")
     p.add_argument("apphost", metavar="APPHOST.py", help=app_host_help)
-    p.add_argument(
-        "--timeout",
-        type=_seconds(0, allow_minimum=True),
-        default=60.0,
-        metavar="SECONDS",
-        help="SIGKILL the app host when it has not stopped after this long (default 60)",
+    _add_timeout(
+        p, 60.0, "SIGKILL the app host when it has not stopped after this long", zero_ok=True
     )
 
     p = _add_parser(parser, sub, "status", "show running app hosts and their resources")

@@ -7,6 +7,7 @@ distributed cache the app host wired up, configured from ``ConnectionStrings__ca
 from __future__ import annotations
 
 from .builder import Host, HostApplicationBuilder
+from .emulator_credential import EmulatorTokenCredential
 from .health import HealthCheckResult, HealthChecks, HealthReport, HealthStatus
 from .health_http import asgi_health, wsgi_health
 from .redis_integration import RedisRegistration
@@ -14,6 +15,7 @@ from .redis_settings import RedisSettings
 from .services import ServiceRegistry
 
 __all__ = [
+    "EmulatorTokenCredential",
     "HealthCheckResult",
     "HealthChecks",
     "HealthReport",

@@ -62,8 +62,9 @@ async def _open_caches(host: Host) -> None:
     for key, registration in _registrations(host):
         if not host.services.is_registered(AsyncDistributedCache, key):
             continue
-        cache = host.services.resolve(AsyncDistributedCache, key)
         try:
+            await registration.cluster_enabled_async()  # asks the server off the event loop
+            cache = host.services.resolve(AsyncDistributedCache, key)
             await cache.ping()
         except Exception as exc:
             if registration.options.abort_connect:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["REDIS_SCOPE", "create_entra_credential_provider"]
+from redis.credentials import CredentialProvider
+
+__all__ = ["REDIS_SCOPE", "OneShotEntraCredentials", "create_entra_credential_provider"]
 
 REDIS_SCOPE = "https://redis.azure.com/.default"
 
@@ -41,3 +43,26 @@ def create_entra_credential_provider(
     identity = DefaultAzureCredentialProvider(credential, scopes)
     config = TokenManagerConfig(refresh_ratio, 0, request_timeout_ms, RetryPolicy(3, 100))
     return EntraIdCredentialsProvider(identity, config)
+
+
+class OneShotEntraCredentials(CredentialProvider):
+    """One token, no background refresh: for a short-lived probe connection.
+
+    ``redis-entraid``'s provider starts a refresh thread on first use; a connection that is
+    closed right away (the cluster-mode probe) must not leave one behind.
+    """
+
+    def __init__(self, credential: Any | None, scopes: tuple[str, ...] = (REDIS_SCOPE,)) -> None:
+        if credential is None:
+            from azure.identity import DefaultAzureCredential
+
+            credential = DefaultAzureCredential()
+        self._credential = credential
+        self._scopes = scopes
+
+    def get_credentials(self) -> tuple[str, str]:
+        """``(object id, token)`` from a fresh token (the ``oid`` claim is the username)."""
+        from redis.auth.token import JWToken
+
+        token = self._credential.get_token(*self._scopes).token
+        return str(JWToken(token).try_get("oid")), token

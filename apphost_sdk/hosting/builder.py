@@ -182,11 +182,11 @@ class Host:
 
     def _activate(self, registration: RedisRegistration) -> None:
         import redis
+        from redis.exceptions import RedisClusterException
 
-        client = self.services.resolve(redis.Redis, registration.key)
-        try:
-            client.ping()
-        except redis.RedisError as exc:
+        try:  # creating the client may ask the server whether it is a Redis Cluster
+            self.services.resolve(redis.Redis, registration.key).ping()
+        except (redis.RedisError, RedisClusterException) as exc:
             if registration.options.abort_connect:
                 raise
             _log.warning("Redis connection %s is not reachable yet: %s", registration.name, exc)

@@ -6,18 +6,30 @@ singletons created on first use (``disable_auto_activation=False`` connects at b
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import redis
 import redis.asyncio as aioredis
+import redis.asyncio.cluster as aiocluster
+import redis.cluster
 import redis.sentinel
 
 from ..caching import AsyncDistributedCache, DistributedCache
+from ..caching.cluster import (
+    create_async_cluster_client,
+    create_cluster_client,
+    probe_cluster_enabled,
+)
+from ..caching.shared import AsyncRedisClient, RedisClient
 from ..caching.tracing import CacheTracer, create_tracer
 from ..connection_strings import RedisConnectionOptions
 from ..errors import ConfigurationError
+from .emulator_credential import credential_from_configuration
+from .emulator_tls import is_loopback_host, read_emulator_ca
 from .redis_settings import SECTION, RedisSettings, bind_connection_options, bind_settings
 
 if TYPE_CHECKING:
@@ -35,18 +47,33 @@ class RedisRegistration:
     """One Redis connection of the app: settings, options, and how to open clients.
 
     Returned by ``add_redis_client`` and the cache variants so that
-    ``.with_azure_authentication(credential)`` can be chained.
+    ``.with_azure_authentication(credential)`` can be chained. ``emulator_ca`` is the checked
+    ``Azure:Emulator:CaFile`` (trusted for loopback TLS hosts only) and ``default_credential``
+    the Entra credential configuration selects (``Azure:CredentialSource=Emulator``) for when
+    ``with_azure_authentication`` is given none.
     """
 
     def __init__(
-        self, name: str, key: str | None, settings: RedisSettings, options: RedisConnectionOptions
+        self,
+        name: str,
+        key: str | None,
+        settings: RedisSettings,
+        options: RedisConnectionOptions,
+        *,
+        emulator_ca: str | None = None,
+        default_credential: Any = None,
     ) -> None:
         self.name = name
         self.key = key
         self.settings = settings
         self.options = options
+        self.emulator_ca = emulator_ca
+        self._default_credential = default_credential
         self._credential: Any = None
+        self._fallback_credential: Any = None
         self._entra_requested = False
+        self._cluster: bool | None = None
+        self._cluster_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"RedisRegistration(name={self.name!r}, key={self.key!r}, options={self.options!r})"
@@ -57,7 +84,8 @@ class RedisRegistration:
         return "StackExchange.Redis" if self.key is None else f"StackExchange.Redis_{self.key}"
 
     def with_azure_authentication(self, credential: Any | None = None) -> RedisRegistration:
-        """Authenticate with Microsoft Entra ID using ``credential`` (default: Default...).
+        """Authenticate with Microsoft Entra ID using ``credential`` (default: the emulator
+        credential under ``Azure:CredentialSource=Emulator``, else ``DefaultAzureCredential``).
 
         Without this call Entra ID is still used for Azure hosts without a password.
         """
@@ -66,43 +94,162 @@ class RedisRegistration:
         return self
 
     @property
+    def uses_emulator_tls(self) -> bool:
+        """Whether the emulator's CA applies: it is configured and this is TLS to loopback."""
+        return (
+            self.emulator_ca is not None
+            and self.options.tls
+            and bool(self.options.endpoints)
+            and is_loopback_host(self.options.endpoints[0].host)
+        )
+
+    @property
+    def is_azure(self) -> bool:
+        """An Azure Redis host, or an emulated Azure cache (loopback TLS with the emulator CA)."""
+        return self.options.is_azure or self.uses_emulator_tls
+
+    @property
     def uses_entra_id(self) -> bool:
         """Whether connections authenticate with Entra ID tokens."""
-        return self._entra_requested or (self.options.is_azure and self.options.password is None)
+        return self._entra_requested or (self.is_azure and self.options.password is None)
+
+    @property
+    def credential(self) -> Any:
+        """The Entra credential in use: the one given, else the configured default (or None,
+        meaning ``DefaultAzureCredential``)."""
+        return self._credential if self._credential is not None else self._default_credential
 
     def redis_kwargs(self, *, for_async: bool = False) -> dict[str, Any]:
         """Keyword arguments for redis-py (credential provider included when Entra ID is on)."""
+        kwargs = self._base_kwargs(for_async)
+        if self.uses_entra_id:
+            from .azure_auth import create_entra_credential_provider
+
+            kwargs["credential_provider"] = create_entra_credential_provider(
+                self._entra_credential()
+            )
+        return kwargs
+
+    def _entra_credential(self) -> Any:
+        """``credential``, or one ``DefaultAzureCredential`` shared by this connection's
+        clients and its cluster probe (one token cache, not one per client)."""
+        credential = self.credential
+        if credential is None:
+            if self._fallback_credential is None:
+                from azure.identity import DefaultAzureCredential
+
+                self._fallback_credential = DefaultAzureCredential()
+            credential = self._fallback_credential
+        return credential
+
+    def _base_kwargs(self, for_async: bool) -> dict[str, Any]:
+        """redis-py arguments without a credential provider (TLS, emulator CA, auth)."""
         options = self.options
         if self.uses_entra_id and options.is_azure and not options.tls:
             options = options.with_values({"ssl": "true"})  # Azure requires TLS with tokens
         kwargs = options.to_redis_kwargs(for_async=for_async)
+        if self.uses_emulator_tls:
+            kwargs["ssl_ca_certs"] = self.emulator_ca
         if self.uses_entra_id:
-            from .azure_auth import create_entra_credential_provider
-
             if options.password is not None:
                 _log.debug(
                     "Redis %s: Entra ID is on; the connection-string password is unused", self.name
                 )
             kwargs.pop("password", None)
             kwargs.pop("username", None)
-            kwargs["credential_provider"] = create_entra_credential_provider(self._credential)
         return kwargs
 
-    def create_client(self) -> redis.Redis:
-        """A new blocking client (a Sentinel master when ``serviceName`` is set)."""
-        kwargs = self.redis_kwargs()
-        if self.options.service_name:
-            return _sentinel_master(self.options, kwargs, redis.sentinel.Sentinel)
-        return redis.Redis(**kwargs)
+    # -- cluster mode ---------------------------------------------------------------------
+    def cluster_enabled(self) -> bool:
+        """Whether clients of this connection are Redis Cluster clients (see ``ClusterMode``).
 
-    def create_async_client(self) -> aioredis.Redis:
-        """A new asyncio client (a Sentinel master when ``serviceName`` is set)."""
-        kwargs = self.redis_kwargs(for_async=True)
+        ``auto`` asks the server once (connection errors propagate, so the next client
+        creation asks again); ``standalone`` checks once where it can and refuses a cluster
+        node, naming the setting. The answer is kept for the registration's lifetime.
+        """
+        if self._cluster is not None:
+            return self._cluster
+        with self._cluster_lock:
+            if self._cluster is None:
+                self._cluster = self._decide_cluster()
+            return self._cluster
+
+    async def cluster_enabled_async(self) -> bool:
+        """``cluster_enabled`` without blocking the event loop (the probe runs in a thread)."""
+        if self._cluster is not None:
+            return self._cluster
+        return await asyncio.to_thread(self.cluster_enabled)
+
+    def _decide_cluster(self) -> bool:
+        mode = self.settings.cluster_mode
+        if self.options.service_name or mode == "cluster":
+            return mode == "cluster" and not self.options.service_name
+        if mode == "auto":
+            return probe_cluster_enabled(self._probe_kwargs())
+        try:
+            clustered = probe_cluster_enabled(self._probe_kwargs())
+        except Exception as exc:  # best effort: an unreachable server stays lazy, as before
+            _log.debug("Redis %s: cluster check skipped (%s)", self.name, type(exc).__name__)
+            return False
+        if clustered:
+            raise ConfigurationError(
+                f"Redis connection {self.name!r} has ClusterMode=standalone but "
+                f"{self.options.primary_endpoint.render()} is a Redis Cluster node (a plain "
+                "client would get MOVED replies): set "
+                f"{SECTION}:{self.name}:ClusterMode to auto or cluster"
+            )
+        return False
+
+    def _probe_kwargs(self) -> dict[str, Any]:
+        kwargs = self._base_kwargs(False)
+        if self.uses_entra_id:
+            from .azure_auth import OneShotEntraCredentials
+
+            kwargs["credential_provider"] = OneShotEntraCredentials(self._entra_credential())
+        return kwargs
+
+    # -- clients --------------------------------------------------------------------------
+    @property
+    def _where(self) -> str:
+        """Where this connection's string comes from, for errors."""
+        return (
+            f"the connection string of Redis connection {self.name!r} "
+            f"(ConnectionStrings:{self.name})"
+        )
+
+    def create_client(self) -> RedisClient:
+        """A new blocking client: a Sentinel master when ``serviceName`` is set, a
+        ``RedisCluster`` when the server is a cluster (``cluster_enabled``), else ``Redis``."""
+        if self.options.service_name:
+            return cast(
+                redis.Redis,
+                _sentinel_master(self.options, self.redis_kwargs(), redis.sentinel.Sentinel),
+            )
+        if self.cluster_enabled():
+            return create_cluster_client(
+                self.options,
+                self.redis_kwargs(),
+                where=self._where,
+                not_a_cluster=(
+                    f"Redis connection {self.name!r} is configured with ClusterMode=cluster but "
+                    f"the server is not a Redis Cluster: set {SECTION}:{self.name}:ClusterMode "
+                    "to auto or standalone"
+                ),
+            )
+        return redis.Redis(**self.redis_kwargs())
+
+    def create_async_client(self) -> AsyncRedisClient:
+        """A new asyncio client, chosen as ``create_client`` does. The first call may ask the
+        server (blocking, once); ``cache_lifespan`` asks beforehand without blocking."""
         if self.options.service_name:
             from redis.asyncio.sentinel import Sentinel
 
-            return _sentinel_master(self.options, kwargs, Sentinel)
-        return aioredis.Redis(**kwargs)
+            kwargs = self.redis_kwargs(for_async=True)
+            return cast(aioredis.Redis, _sentinel_master(self.options, kwargs, Sentinel))
+        if self.cluster_enabled():
+            kwargs = self.redis_kwargs(for_async=True)
+            return create_async_cluster_client(self.options, kwargs, where=self._where)
+        return aioredis.Redis(**self.redis_kwargs(for_async=True))
 
     def tracer(self) -> CacheTracer | None:
         """A span factory for this connection, or None (tracing disabled or not installed)."""
@@ -195,20 +342,48 @@ def _create_registration(
             f"Redis connection {name!r} names no endpoint: check ConnectionStrings:{name} "
             f"or {SECTION}:{name}:ConnectionString"
         )
-    return RedisRegistration(name, key, settings, options)
+    return RedisRegistration(
+        name,
+        key,
+        settings,
+        options,
+        emulator_ca=read_emulator_ca(config),
+        default_credential=credential_from_configuration(config),
+    )
 
 
 def _register_clients(builder: HostApplicationBuilder, registration: RedisRegistration) -> None:
+    """``redis.Redis``/``aioredis.Redis`` resolve to the connection's client whatever its mode
+    (a ``RedisCluster`` in cluster mode: same commands); ``redis.cluster.RedisCluster`` and its
+    asyncio twin resolve to the same object, and are an error naming the mode otherwise."""
     services, key = builder.services, registration.key
     services.add_singleton(
-        redis.Redis, lambda _s: registration.create_client(), key=key, close=lambda c: c.close()
+        redis.Redis,
+        lambda _s: cast(redis.Redis, registration.create_client()),
+        key=key,
+        close=lambda c: c.close(),
     )
     services.add_singleton(
         aioredis.Redis,
-        lambda _s: registration.create_async_client(),
+        lambda _s: cast(aioredis.Redis, registration.create_async_client()),
         key=key,
         close=lambda c: c.aclose(),
     )
+
+    def cluster_client(s: Any) -> redis.cluster.RedisCluster:
+        client: object = s.resolve(redis.Redis, key)
+        if not isinstance(client, redis.cluster.RedisCluster):
+            raise LookupError(_not_a_cluster(registration))
+        return client
+
+    def async_cluster_client(s: Any) -> aiocluster.RedisCluster:
+        client: object = s.resolve(aioredis.Redis, key)
+        if not isinstance(client, aiocluster.RedisCluster):
+            raise LookupError(_not_a_cluster(registration))
+        return client
+
+    services.add_singleton(redis.cluster.RedisCluster, cluster_client, key=key)
+    services.add_singleton(aiocluster.RedisCluster, async_cluster_client, key=key)
     services.add_instance(RedisRegistration, registration, key=key)
     if not registration.settings.disable_health_checks:
 
@@ -216,9 +391,17 @@ def _register_clients(builder: HostApplicationBuilder, registration: RedisRegist
             return bool(services.resolve(redis.Redis, key).ping())
 
         async def check_async() -> bool:
+            await registration.cluster_enabled_async()  # never probe on the event loop
             return bool(await services.resolve(aioredis.Redis, key).ping())
 
         builder.health.add(registration.health_check_name, check, async_check=check_async)
+
+
+def _not_a_cluster(registration: RedisRegistration) -> str:
+    return (
+        f"Redis connection {registration.name!r} is not a Redis Cluster (ClusterMode="
+        f"{registration.settings.cluster_mode}): resolve redis.Redis / redis.asyncio.Redis"
+    )
 
 
 def _register_caches(builder: HostApplicationBuilder, registration: RedisRegistration) -> None:

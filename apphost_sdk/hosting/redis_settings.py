@@ -13,9 +13,18 @@ from ..configuration import Configuration
 from ..connection_strings import RedisConnectionOptions
 from ..errors import ConfigurationError
 
-__all__ = ["SECTION", "RedisSettings", "bind_connection_options", "bind_settings"]
+__all__ = [
+    "CLUSTER_MODES",
+    "SECTION",
+    "RedisSettings",
+    "bind_connection_options",
+    "bind_settings",
+]
 
 SECTION = "Aspire:StackExchange:Redis"
+
+#: Values of ``ClusterMode``: ask the server (default), always Redis Cluster, never.
+CLUSTER_MODES = ("auto", "cluster", "standalone")
 
 
 @attrs.define
@@ -23,6 +32,15 @@ class RedisSettings:
     """What a Redis integration reads from configuration (a callback may change it).
 
     ``connection_string`` may carry a password, so it is left out of ``repr``.
+
+    ``cluster_mode`` (key ``ClusterMode``) says how clients are created, as
+    StackExchange.Redis decides by asking the server: ``auto`` (default) sends ``INFO cluster``
+    once, when the first client is created, and uses a Redis Cluster client
+    (``redis.cluster.RedisCluster``) when the server says ``cluster_enabled:1`` (Azure Managed
+    Redis with the OSSCluster policy), else a plain client (EnterpriseCluster, NoCluster,
+    plain Redis); ``cluster`` always uses the cluster client; ``standalone`` always a plain
+    client, and refuses a server that turns out to be a cluster node (a plain client would
+    meet MOVED replies there).
     """
 
     connection_string: str | None = attrs.field(default=None, repr=False)
@@ -30,6 +48,7 @@ class RedisSettings:
     disable_tracing: bool = False
     disable_auto_activation: bool = True
     instance_name: str = ""
+    cluster_mode: str = "auto"
 
 
 def _apply_section(settings: RedisSettings, section: Configuration, prefix: str) -> None:
@@ -44,6 +63,19 @@ def _apply_section(settings: RedisSettings, section: Configuration, prefix: str)
         f"{prefix}DisableAutoActivation", settings.disable_auto_activation
     )
     settings.instance_name = section.get_str(f"{prefix}InstanceName", settings.instance_name) or ""
+    mode = section.get_str(f"{prefix}ClusterMode")
+    if mode is not None:
+        settings.cluster_mode = checked_cluster_mode(mode, f"{prefix}ClusterMode")
+
+
+def checked_cluster_mode(value: str, where: str) -> str:
+    """``value`` lowercased when it is one of ``CLUSTER_MODES``; else an error naming ``where``."""
+    mode = value.strip().casefold()
+    if mode not in CLUSTER_MODES:
+        raise ConfigurationError(
+            f"{where} must be one of {', '.join(CLUSTER_MODES)}, not {value!r}"
+        )
+    return mode
 
 
 def bind_settings(config: Configuration, name: str) -> RedisSettings:

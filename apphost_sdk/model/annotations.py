@@ -222,11 +222,13 @@ class ProvisioningAnnotation(Annotation):
 @attrs.frozen
 class ProvisionedConnection:
     """What provisioning produced: the environment a reference injects (by connection name),
-    the endpoint to show, and the secrets to mask."""
+    the endpoint to show, the secrets to mask, and a health check through the real data plane
+    (returns why it failed, or None; without one the resource is healthy once provisioned)."""
 
     environment: Callable[[str], Mapping[str, str]] = attrs.field(eq=False)
     endpoint: str
     secrets: tuple[str, ...] = attrs.field(default=(), repr=False)
+    health: Callable[[], str | None] | None = attrs.field(default=None, eq=False)
 
 
 @attrs.frozen

@@ -23,6 +23,7 @@ from .executables import (
 from .resources import ConnectionStringResource, ParameterResource, Resource
 
 if TYPE_CHECKING:
+    from ..integrations.azure_managed_redis import AzureManagedRedisResource
     from ..integrations.azure_redis import AzureRedisResource
     from ..integrations.redis import RedisResource
 
@@ -120,9 +121,18 @@ class DistributedApplicationBuilder:
         require_name(name, "add_redis", "cache")
         return add_redis(self, name, port=port, password=password)
 
+    def add_azure_managed_redis(self, name: str) -> AzureManagedRedisResource:
+        """An Azure Managed Redis cache (``Microsoft.Cache/redisEnterprise``, port 10000, Entra
+        ID by default); ``run_as_container()`` runs a local Redis instead in run mode."""
+        from ..integrations.azure_managed_redis import add_azure_managed_redis
+
+        require_name(name, "add_azure_managed_redis", "cache")
+        return add_azure_managed_redis(self, name)
+
     def add_azure_redis(self, name: str) -> AzureRedisResource:
         """An Azure Cache for Redis (Entra ID auth by default); ``run_as_container()`` runs a
-        local Redis instead in run mode."""
+        local Redis instead in run mode. Azure is retiring it: new apps should use
+        :meth:`add_azure_managed_redis`."""
         from ..integrations.azure_redis import add_azure_redis
 
         require_name(name, "add_azure_redis", "cache")

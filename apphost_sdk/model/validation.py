@@ -398,25 +398,23 @@ def _password_character_problems(builder: DistributedApplicationBuilder) -> list
 
 def _azure_name_problems(builder: DistributedApplicationBuilder) -> list[str]:
     """Azure caches of the app whose generated Azure names would be one (``my-cache`` and
-    ``mycache``, or long names sharing their first 49 characters): ``plan`` would say
-    "create" twice and ``provision`` fail. Azure resources are those with a callable
-    ``to_azure_request()``; the naming rule is ``provisioning.naming``'s, imported only when
-    there are two of them (the ``provisioning`` package may be absent)."""
-    names: list[str] = []
+    ``mycache``, or long names sharing their start): ``plan`` would say "create" twice and
+    ``provision`` fail. Azure resources are those with a callable ``to_azure_request()``; the
+    naming rule is ``provisioning``'s, imported only when there are two of them (the
+    ``provisioning`` package may be absent)."""
+    requests: list[object] = []
     for r in builder.resources:
         to_request = getattr(r, "to_azure_request", None)
         if not callable(to_request) or name_problem(r.name) is not None:
             continue
         try:
-            request = to_request()
+            requests.append(to_request())
         except ImportError:
             return []
-        if getattr(request, "existing_name", None) is None:
-            names.append(str(getattr(request, "resource_name", r.name)))
-    if len(names) < 2:
+    if len(requests) < 2:
         return []
     try:
-        from provisioning.naming import generated_name_collisions
+        from provisioning.app_model import generated_name_problems
     except ImportError:
         return []
-    return generated_name_collisions(names)
+    return generated_name_problems(requests)

@@ -97,6 +97,8 @@ class DistributedApplication:
         self.state_dir = self.state.directory
         self.masker = SecretMasker()
         self._orchestrator: Orchestrator | None = None
+        #: Set by run()'s signal handler: start() then stops waiting (see wait_until_settled).
+        self._start_cancel: threading.Event | None = None
         self._reporter: Reporter | None = None
         self._status_lock = threading.Lock()
         self._status_seq = 0
@@ -148,7 +150,7 @@ class DistributedApplication:
         self._write_status()
         try:
             self._orchestrator.start()
-            ready = self._orchestrator.wait_until_settled(timeout)
+            ready = self._orchestrator.wait_until_settled(timeout, self._start_cancel)
         except BaseException as exc:  # never leave a half-started app (or a "starting" status)
             if not isinstance(exc, KeyboardInterrupt):
                 self._phase = AppPhase.FAILED
@@ -262,10 +264,14 @@ class DistributedApplication:
         def on_signal(signum: int, frame: FrameType | None) -> None:
             signals.append(signum)
             stop_requested.set()
-            if starting:  # interrupt a start-up that may be waiting on a resource forever
+            # A start-up waiting on a resource (forever, maybe) notices the event within
+            # 0.2 s and raises KeyboardInterrupt itself, at a safe point. Before that wait
+            # begins (the run lock, the orchestrator's threads) raise at once.
+            if starting and self._orchestrator is None:
                 raise KeyboardInterrupt
 
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        self._start_cancel = stop_requested
         try:
             try:
                 self.start(timeout=None, quiet=False)

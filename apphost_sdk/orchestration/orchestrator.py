@@ -12,7 +12,6 @@ from __future__ import annotations
 import collections
 import os
 import signal
-import socket
 import threading
 import time
 import uuid
@@ -61,11 +60,12 @@ from ..runtimes.base import (
     ContainerHandle,
     ContainerRuntime,
     ContainerSpec,
+    LineSink,
     MountSpec,
     PortSpec,
     ProcessSpec,
 )
-from ..runtimes.health import free_port, port_is_free, tcp_accepts
+from ..runtimes.health import free_port, http_failure, port_is_free, tcp_accepts, tcp_failure
 from ..runtimes.process import ProcessRuntime
 from ..runtimes.subprocesses import ManagedProcess, spawn
 from .console import Reporter
@@ -222,12 +222,18 @@ class Orchestrator:
             )
             rec.thread.start()
 
-    def wait_until_settled(self, timeout: float | None = None) -> bool:
+    def wait_until_settled(
+        self, timeout: float | None = None, cancel: threading.Event | None = None
+    ) -> bool:
         """Wait until every resource is ready (Running+Healthy, or Finished) or something
-        failed. Returns True when all are ready."""
+        failed. Returns True when all are ready; raises KeyboardInterrupt once ``cancel`` is
+        set (a signal handler sets it: raising from the handler itself could land inside the
+        condition's wait and leave its lock released twice)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while True:
+                if cancel is not None and cancel.is_set():
+                    raise KeyboardInterrupt
                 if self.failures():
                     return False
                 if all(self._is_ready(r) for r in self._records.values()):
@@ -637,22 +643,32 @@ class Orchestrator:
             handle.stop(STOP_GRACE_SECONDS)
         return not stopping
 
+    def _start_handle(
+        self, rec: _Record, start: Callable[[LineSink], ContainerHandle]
+    ) -> ContainerHandle | None:
+        """Start ``rec`` with ``start`` (given the sink of its output lines) and adopt the handle.
+        None when it goes no further: the runtime refused (``rec`` FailedToStart with the
+        masked reason) or the app is stopping (the handle is stopped again)."""
+        try:
+            handle = start(lambda stream, line: self._on_line(rec, stream, line))
+        except ApphostError as exc:
+            message = _without_name(rec.name, str(exc))
+            self._set(rec, State.FAILED_TO_START, message=self.masker.mask(message))
+            return None
+        return handle if self._adopt(rec, handle) else None
+
     def _run_container(self, rec: _Record) -> None:
-        assert self._engine is not None
-        rec.runtime = self._engine.name
+        engine = self._engine
+        assert engine is not None
+        rec.runtime = engine.name
         self._set(rec, State.STARTING)
         env = self.injected_environment(rec.resource, in_container=True)
         spec = self._container_spec(rec, env)
         # What it starts with, as for an executable: references, with_environment, the
         # endpoints' port variables and the environment callbacks (a tool's RI_REDIS_*).
         rec.environment = dict(spec.environment)
-        try:
-            handle = self._engine.start(spec, lambda s, line: self._on_line(rec, s, line))
-        except ApphostError as exc:
-            message = _without_name(rec.name, str(exc))
-            self._set(rec, State.FAILED_TO_START, message=self.masker.mask(message))
-            return
-        if not self._adopt(rec, handle):
+        handle = self._start_handle(rec, lambda on_line: engine.start(spec, on_line))
+        if handle is None:
             return
         for p in spec.ports:
             e = next(e for e in rec.runs.annotations_of(EndpointAnnotation) if e.name == p.name)
@@ -701,13 +717,8 @@ class Orchestrator:
             port_conflict_marker=fallback.port_conflict_marker,
             lifetime=lifetime.lifetime if lifetime is not None else "session",
         )
-        try:
-            handle = self._processes.start(spec, lambda s, line: self._on_line(rec, s, line))
-        except ApphostError as exc:
-            message = _without_name(rec.name, str(exc))
-            self._set(rec, State.FAILED_TO_START, message=self.masker.mask(message))
-            return
-        if not self._adopt(rec, handle):
+        handle = self._start_handle(rec, lambda on_line: self._processes.start(spec, on_line))
+        if handle is None:
             return
         rec.allocated[endpoint.name] = _Allocated(
             handle.host_port, endpoint.target_port or handle.host_port, endpoint.scheme, False
@@ -859,7 +870,13 @@ class Orchestrator:
             self.masker.add(secret)
         rec.provisioned = connection
         self._set(rec, State.PROVISIONED, message=None)
-        self._set(rec, State.RUNNING, Health.HEALTHY, endpoint=connection.endpoint)
+        if connection.health is None:
+            self._set(rec, State.RUNNING, Health.HEALTHY, endpoint=connection.endpoint)
+            return
+        # Healthy only once its data plane answers through the consumers' connection info.
+        rec.endpoint = connection.endpoint
+        self._set(rec, State.RUNNING, endpoint=connection.endpoint)
+        self._watch(rec, connection.health, lambda: None)
 
     def _run_executable(self, rec: _Record) -> None:
         r = rec.runs
@@ -1067,40 +1084,6 @@ class Orchestrator:
             self.reporter.state_changed(after, [r.snapshot() for r in self._records.values()])
             if self.on_change is not None:
                 self.on_change()
-
-
-def tcp_failure(host: str, port: int, timeout: float) -> str | None:
-    """Connect to host:port: None when something accepts, else why not."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return None
-    except ConnectionRefusedError:
-        return f"connection refused on port {port}"
-    except TimeoutError:
-        return f"connecting to port {port} timed out after {timeout:g} s"
-    except OSError as exc:
-        return f"cannot connect to port {port}: {exc.strerror or exc}"
-
-
-def http_failure(host: str, port: int, path: str, timeout: float) -> str | None:
-    """``GET http://host:port{path}``: None when it answers 2xx, else why not."""
-    import http.client  # here: 20 ms of imports that the start-up path need not wait for
-
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
-    try:
-        conn.request("GET", path)
-        status = conn.getresponse().status
-    except ConnectionRefusedError:
-        return f"connection refused on port {port}"
-    except TimeoutError:
-        return f"GET {path} timed out after {timeout:g} s"
-    except http.client.HTTPException as exc:
-        return f"GET {path} got no valid HTTP answer ({type(exc).__name__}: {exc})"
-    except OSError as exc:
-        return f"GET {path} failed: {exc.strerror or exc}"
-    finally:
-        conn.close()
-    return None if 200 <= status < 300 else f"GET {path} answered {status}"
 
 
 def _shorten(line: str, limit: int = REPORT_LINE_CHARS) -> str:

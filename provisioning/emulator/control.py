@@ -2,6 +2,8 @@
 
 For tests and offline pipelines that need an Azure Resource Manager to talk to:
 ``with EmulatorProcess.start("--create-delay", "0.5") as emu: ... emu.endpoint ...``.
+``emu.configuration`` is what to pass to services (``Azure__Emulator__CaFile`` and the
+emulator credential), ``emu.token()`` an Entra ID token the emulated caches accept.
 """
 
 from __future__ import annotations
@@ -22,9 +24,26 @@ class EmulatorProcess:
     """A running ``python -m provisioning.emulator`` and its ``/_emulator/`` control endpoints
     (reset, config, faults, request log)."""
 
-    def __init__(self, endpoint: str, process: subprocess.Popen[str] | None = None) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        process: subprocess.Popen[str] | None = None,
+        startup: dict[str, Any] | None = None,
+    ) -> None:
         self.endpoint = endpoint
         self.process = process
+        startup = startup or {}
+        #: The emulator's start-up JSON line, parsed (pass it on when re-wrapping the process).
+        self.startup: dict[str, Any] = startup
+        data_plane = startup.get("dataPlane") or {}
+        #: Whether the emulated caches have live TLS servers behind them.
+        self.data_plane_available: bool = bool(data_plane.get("available"))
+        #: Why they do not (the emulator's words), or None.
+        self.data_plane_reason: str | None = data_plane.get("reason")
+        #: The emulator CA's PEM file (None without a data plane).
+        self.ca_file: Path | None = Path(data_plane["caFile"]) if data_plane.get("caFile") else None
+        #: Configuration for services, environment form (``Azure__Emulator__CaFile``, ...).
+        self.configuration: dict[str, str] = dict(startup.get("configuration") or {})
 
     @classmethod
     def start(cls, *args: str) -> EmulatorProcess:
@@ -44,7 +63,8 @@ class EmulatorProcess:
             proc.kill()
             stderr = proc.stderr.read() if proc.stderr else ""
             raise RuntimeError(f"the ARM emulator did not start: {stderr.strip()}")
-        return cls(json.loads(line)["endpoint"], proc)
+        startup = json.loads(line)
+        return cls(startup["endpoint"], proc, startup)
 
     def stop(self) -> None:
         """Stop the subprocess (SIGTERM, then SIGKILL after 10 s)."""
@@ -95,6 +115,15 @@ class EmulatorProcess:
     def fault(self, spec: str) -> None:
         """Inject a fault, e.g. ``throttle`` or ``create-failed`` (see ``--fault``)."""
         self._post("/_emulator/faults", {"spec": spec})
+
+    def token(self, object_id: str | None = None) -> dict[str, Any]:
+        """A fresh Entra ID token for ``object_id`` (default: the emulator credential's
+        principal) from ``POST /_emulator/token``: ``{"accessToken", "expiresOn",
+        "objectId"}``. The caches that grant that object id accept it as its password."""
+        body: dict[str, Any] = {"scopes": ["https://redis.azure.com/.default"]}
+        if object_id is not None:
+            body["objectId"] = object_id
+        return dict(self._post("/_emulator/token", body))
 
     def requests(self) -> list[dict[str, Any]]:
         """Every request received since the last reset: method, path, status."""

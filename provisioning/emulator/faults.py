@@ -10,10 +10,16 @@ A fault is written ``KIND[,key=value...]`` (on the command line with ``--fault``
 - ``forbidden``      403 ``AuthorizationFailed`` for ``action`` (default: redis write)
 - ``create-failed``  the next matching create ends ``Failed`` instead of ``Succeeded``
 - ``slow-create``    the next matching create takes ``delay`` seconds
-- ``name-taken``     reserve cache name ``name`` as if another subscription owned it
+- ``name-taken``     reserve cache name ``name`` as if another subscription owned it (for
+  Managed Redis clusters: in every region)
+- ``retired``        the next matching Azure Cache for Redis (``Microsoft.Cache/redis``) create is
+  refused with 400 ``ProductRetired``, as Azure does for a subscription that can no longer create
+  caches of the retiring product; the message points to Azure Managed Redis
 
-Request faults match on ``method`` (e.g. PUT) and ``path`` (a case-insensitive substring);
-create faults on ``name`` (a substring of the cache name). ``count`` is how many times the
+Request faults apply to every ARM route (Azure Cache for Redis and Managed Redis alike) and match
+on ``method`` (e.g. PUT) and ``path`` (a case-insensitive substring); create faults (and
+``retired``) on ``name`` (a substring of the cache name; for a Managed Redis database, of
+``{cluster}/default``). ``count`` is how many times the
 fault fires (default 1; ``-1`` means always).
 """
 
@@ -23,7 +29,7 @@ import attrs
 
 REQUEST_KINDS = ("throttle", "server-error", "busy", "expired-token", "forbidden")
 CREATE_KINDS = ("create-failed", "slow-create")
-KINDS = (*REQUEST_KINDS, *CREATE_KINDS, "name-taken")
+KINDS = (*REQUEST_KINDS, *CREATE_KINDS, "name-taken", "retired")
 
 
 class FaultSpecError(ValueError):
@@ -54,6 +60,12 @@ class Fault:
     def matches_create(self, cache_name: str) -> bool:
         """True when this create-level fault applies to a new cache called ``cache_name``."""
         if self.kind not in CREATE_KINDS or self.count == 0:
+            return False
+        return not (self.name and self.name.lower() not in cache_name.lower())
+
+    def matches_retired(self, cache_name: str) -> bool:
+        """True when this ``retired`` fault refuses a new classic cache called ``cache_name``."""
+        if self.kind != "retired" or self.count == 0:
             return False
         return not (self.name and self.name.lower() not in cache_name.lower())
 

@@ -7,12 +7,18 @@ Control endpoints (no auth, never faulted, not logged):
 - ``POST /_emulator/reset``     forget resources, faults and the log
 - ``POST /_emulator/faults``    ``{"spec": "throttle,method=PUT,count=1"}``
 - ``POST /_emulator/config``    ``{"create_delay": 0.5, "update_delay": .., "delete_delay": ..}``
+- ``POST /_emulator/token``     ``{"scopes": ["https://redis.azure.com/.default"], "objectId": ..}``
+- ``GET  /_emulator/info``      the data plane: ``{"dataPlane": {"available", "caFile", "reason"}}``
+  -> ``{"accessToken", "expiresOn", "objectId"}``: an unsigned JWT that the data plane accepts as
+  the password of user ``objectId`` wherever an access policy assignment grants it
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import math
+import os
 import re
 import threading
 import time
@@ -23,13 +29,15 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import attrs
 
-from ..credentials import decode_claims
+from ..credentials import EMULATOR_OBJECT_ID, EMULATOR_TENANT_ID, decode_claims
 from .faults import Fault, FaultSpecError, parse_fault
 from .store import Reply, Store, error
 
 _SUB = r"/subscriptions/(?P<sub>[^/]+)"
 _RG = _SUB + r"/resourcegroups/(?P<rg>[^/]+)"
 _CACHE = _RG + r"/providers/microsoft\.cache/redis/(?P<name>[^/]+)"
+_AMR = _RG + r"/providers/microsoft\.cache/redisenterprise/(?P<name>[^/]+)"
+_DB = _AMR + r"/databases/(?P<db>[^/]+)"
 _ROUTES: list[tuple[str, re.Pattern[str]]] = [
     (name, re.compile(f"^{pattern}/?$", re.IGNORECASE))
     for name, pattern in (
@@ -39,6 +47,25 @@ _ROUTES: list[tuple[str, re.Pattern[str]]] = [
             _SUB + r"/providers/microsoft\.cache/locations/(?P<loc>[^/]+)"
             r"/operationresults/(?P<op>[^/]+)",
         ),
+        (
+            "amr_status",
+            _SUB + r"/providers/microsoft\.cache/locations/(?P<loc>[^/]+)"
+            r"/operationsstatus/(?P<op>[^/]+)",
+        ),
+        (
+            "amr_result",
+            _AMR + r"(?:/databases/[^/]+(?:/accesspolicyassignments/[^/]+)?)?"
+            r"/operationresults/(?P<op>[^/]+)",
+        ),
+        ("amr_list_sub", _SUB + r"/providers/microsoft\.cache/redisenterprise"),
+        ("amr_list_rg", _RG + r"/providers/microsoft\.cache/redisenterprise"),
+        ("amr_assignments", _DB + r"/accesspolicyassignments"),
+        ("amr_assignment", _DB + r"/accesspolicyassignments/(?P<item>[^/]+)"),
+        ("amr_list_keys", _DB + r"/listkeys"),
+        ("amr_regenerate_key", _DB + r"/regeneratekey"),
+        ("amr_databases", _AMR + r"/databases"),
+        ("amr_database", _DB),
+        ("amr_cluster", _AMR),
         ("list_sub", _SUB + r"/providers/microsoft\.cache/redis"),
         ("list_rg", _RG + r"/providers/microsoft\.cache/redis"),
         ("assignments", _CACHE + r"/accesspolicyassignments"),
@@ -77,6 +104,28 @@ def _token_problem(header: str | None) -> Reply | None:
             "The access token expiry UTC time is earlier than current UTC time.",
         )
     return None
+
+
+def _b64url(data: dict[str, Any]) -> str:
+    raw = json.dumps(data, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def issue_token(object_id: str, scope: str, lifetime: int = 3600) -> tuple[str, int]:
+    """An unsigned JWT for ``object_id`` (audience: ``scope`` without ``/.default``) and its
+    expiry in epoch seconds."""
+    now = int(time.time())
+    audience = scope[: -len("/.default")] if scope.endswith("/.default") else scope
+    claims = {
+        "oid": object_id,
+        "tid": EMULATOR_TENANT_ID,
+        "aud": audience,
+        "iat": now,
+        "nbf": now,
+        "exp": now + lifetime,
+        "jti": base64.urlsafe_b64encode(os.urandom(12)).decode().rstrip("="),
+    }
+    return f"{_b64url({'alg': 'none', 'typ': 'JWT'})}.{_b64url(claims)}.", now + lifetime
 
 
 def _number(value: Any) -> float | None:
@@ -235,6 +284,8 @@ class _Handler(BaseHTTPRequestHandler):
         return f"http://{self.headers.get('Host') or self.server.endpoint.split('//', 1)[1]}"
 
     def _dispatch(self, route: str, method: str, p: dict[str, str], body: Any, api: str) -> Reply:
+        if route.startswith("amr_"):
+            return self._dispatch_enterprise(route, method, p, body, api)
         store = self.server.store
         sub, rg, name, item = p.get("sub", ""), p.get("rg", ""), p.get("name", ""), p.get("item")
         wrong = error(405, "MethodNotAllowed", f"{method} is not supported on this resource.")
@@ -275,6 +326,75 @@ class _Handler(BaseHTTPRequestHandler):
             return store.delete_cache(sub, rg, name, self._base_url(), api)
         return wrong
 
+    def _dispatch_enterprise(
+        self, route: str, method: str, p: dict[str, str], body: Any, api: str
+    ) -> Reply:
+        """Routes of Microsoft.Cache/redisEnterprise (Azure Managed Redis)."""
+        amr = self.server.store.enterprise
+        sub, rg, name, db = p.get("sub", ""), p.get("rg", ""), p.get("name", ""), p.get("db", "")
+        base = self._base_url()
+        wrong = error(405, "MethodNotAllowed", f"{method} is not supported on this resource.")
+        if route == "amr_status":
+            return amr.operation_status(sub, p["loc"], p["op"]) if method == "GET" else wrong
+        if route == "amr_result":
+            return amr.operation_result(p["op"]) if method == "GET" else wrong
+        if route in ("amr_list_sub", "amr_list_rg"):
+            if method != "GET":
+                return wrong
+            return amr.list_clusters(sub, rg if route == "amr_list_rg" else None)
+        if route == "amr_assignments":
+            if method != "GET":
+                return wrong
+            return amr.assignment(method, sub, rg, name, db, None, body, base, api)
+        if route == "amr_assignment":
+            if method not in ("GET", "PUT", "DELETE"):
+                return wrong
+            return amr.assignment(method, sub, rg, name, db, p["item"], body, base, api)
+        if route == "amr_list_keys":
+            return amr.keys(sub, rg, name, db) if method == "POST" else wrong
+        if route == "amr_regenerate_key":
+            return amr.keys(sub, rg, name, db, regenerate=body or {}) if method == "POST" else wrong
+        if route == "amr_databases":
+            return amr.list_databases(sub, rg, name) if method == "GET" else wrong
+        if route == "amr_database":
+            if method == "GET":
+                return amr.get_database(sub, rg, name, db)
+            if method == "PUT":
+                return amr.put_database(sub, rg, name, db, body, base, api)
+            if method == "PATCH":
+                return amr.patch_database(sub, rg, name, db, body)
+            if method == "DELETE":
+                return amr.delete_database(sub, rg, name, db, base, api)
+            return wrong
+        # route == "amr_cluster"
+        if method == "GET":
+            return amr.get_cluster(sub, rg, name)
+        if method == "PUT":
+            return amr.put_cluster(sub, rg, name, body, base, api)
+        if method == "PATCH":
+            return amr.patch_cluster(sub, rg, name, body)
+        if method == "DELETE":
+            return amr.delete_cluster(sub, rg, name, base, api)
+        return wrong
+
+    def _token(self, body: Any) -> Reply:
+        """Issue a data-plane token (contract: unsigned JWT, registered with the data plane)."""
+        if body is None:
+            body = {}
+        if not isinstance(body, dict):
+            return error(400, "InvalidRequest", "post a JSON object with 'scopes'")
+        scopes = body.get("scopes") or ["https://redis.azure.com/.default"]
+        if not isinstance(scopes, list) or not all(isinstance(x, str) for x in scopes):
+            return error(400, "InvalidRequest", "'scopes' must be a list of strings")
+        object_id = body.get("objectId") or EMULATOR_OBJECT_ID
+        if not isinstance(object_id, str):
+            return error(400, "InvalidRequest", "'objectId' must be a string")
+        token, expires = issue_token(object_id, scopes[0])
+        data_plane = self.server.store.data_plane
+        if data_plane.available:
+            data_plane.issue_token(object_id, token, expires)
+        return Reply(200, {"accessToken": token, "expiresOn": expires, "objectId": object_id})
+
     def _control(self, method: str, path: str, body: Any) -> Reply:
         store = self.server.store
         if path.rstrip("/") == "/_emulator/requests" and method == "GET":
@@ -311,6 +431,23 @@ class _Handler(BaseHTTPRequestHandler):
                 for key, number in values.items():
                     setattr(store.settings, key, number)
                 return Reply(200, {"settings": attrs.asdict(store.settings)})
+        if path.rstrip("/") == "/_emulator/token" and method == "POST":
+            if isinstance(body, ValueError):
+                return error(400, "InvalidRequest", str(body))
+            return self._token(body)
         if path.rstrip("/") == "/_emulator/health":
             return Reply(200, {"ok": True})
+        if path.rstrip("/") == "/_emulator/info" and method == "GET":
+            plane = store.data_plane
+            ca_file = str(plane.ca_file) if plane.available and plane.ca_file else None
+            return Reply(
+                200,
+                {
+                    "dataPlane": {
+                        "available": plane.available,
+                        "caFile": ca_file,
+                        "reason": plane.unavailable_reason,
+                    }
+                },
+            )
         return error(404, "NotFound", f"no control endpoint {method} {path}")

@@ -1,5 +1,7 @@
 """The emulator's in-memory Azure: resource groups, caches, access policy assignments,
-firewall rules and delete operations, with the real service's timing behaviour.
+firewall rules and delete operations, with the real service's timing behaviour. Managed Redis
+(``Microsoft.Cache/redisEnterprise``) lives in :mod:`.enterprise` and shares this store's lock,
+groups, settings, faults and data plane (a real TLS server behind every cache, when available).
 
 Pure logic, no HTTP: each method takes parsed request parts and returns a :class:`Reply`.
 Time-based states are evaluated lazily: a cache created at ``t`` with create delay ``D`` is
@@ -18,12 +20,18 @@ from typing import Any, TypeVar
 
 import attrs
 
+from .data_plane import DataPlane
 from .faults import Fault
 
 CACHE_TYPE = "Microsoft.Cache/Redis"
 ASSIGNMENT_TYPE = "Microsoft.Cache/Redis/accessPolicyAssignments"
 FIREWALL_TYPE = "Microsoft.Cache/redis/firewallRules"
 BUILTIN_POLICIES = ("Data Owner", "Data Contributor", "Data Reader")
+RETIRED_MESSAGE = (
+    "Azure Cache for Redis is retired for this subscription: new Basic, Standard and Premium "
+    "caches can no longer be created. Create an Azure Managed Redis cache "
+    "(Microsoft.Cache/redisEnterprise) instead."
+)
 BUSY_MESSAGE = (
     "The resource '{id}' is busy processing a previous update request or is undergoing system "
     "maintenance. As such, it is currently unable to accept the update request. Please try "
@@ -55,7 +63,8 @@ def error(status: int, code: str, message: str, **headers: str) -> Reply:
     return Reply(status, {"error": {"code": code, "message": message, "details": []}}, headers)
 
 
-def _new_key() -> str:
+def new_key() -> str:
+    """A fresh access key: 44 characters of base64, as Azure's."""
     return base64.b64encode(os.urandom(32)).decode()
 
 
@@ -95,12 +104,16 @@ class Cache:
     minimum_tls_version: str | None
     public_network_access: str
     disable_access_key_authentication: bool
-    primary_key: str = attrs.field(factory=_new_key)
-    secondary_key: str = attrs.field(factory=_new_key)
+    primary_key: str = attrs.field(factory=new_key)
+    secondary_key: str = attrs.field(factory=new_key)
     state: str = "Creating"
     busy_until: float = 0.0
     final_state: str = "Succeeded"
     delete_done_at: float | None = None
+    #: Whether the data plane was asked to start this cache's server.
+    started: bool = False
+    #: The data plane's loopback address for this cache, when it has one.
+    address: str | None = None
 
     @property
     def id(self) -> str:
@@ -150,7 +163,7 @@ class Cache:
                     if include_keys
                     else None
                 ),
-                "hostName": f"{self.name.lower()}.redis.cache.windows.net",
+                "hostName": self.address or f"{self.name.lower()}.redis.cache.windows.net",
                 "port": 6379,
                 "sslPort": 6380,
                 "minimumTlsVersion": self.minimum_tls_version,
@@ -192,18 +205,49 @@ class Assignment:
         }
 
 
-class Store:
-    """All emulated state, guarded by one lock (requests run on server threads)."""
+class _NoDataPlane(DataPlane):
+    """Stand-in when no data plane was given: reports itself unavailable, starts nothing."""
 
-    def __init__(self, settings: Settings | None = None, faults: list[Fault] | None = None) -> None:
+    def __init__(self) -> None:
+        self.available = False
+        self.unavailable_reason = "no data plane was configured"
+        self.ca_file = None
+
+    def close(self) -> None:
+        """Nothing runs."""
+
+
+class Store:
+    """All emulated state, guarded by one lock (requests run on server threads).
+
+    ``data_plane`` runs a real server behind each cache when it is available; every call into
+    it is guarded by ``data_plane.available``.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        faults: list[Fault] | None = None,
+        data_plane: DataPlane | None = None,
+    ) -> None:
+        from .enterprise import Enterprise
+
         self.lock = threading.RLock()
         self.base_settings = settings or Settings()
         self.startup_faults = [attrs.evolve(f) for f in faults or []]
+        self.data_plane: DataPlane = data_plane if data_plane is not None else _NoDataPlane()
+        self.enterprise = Enterprise(self)
+        self._started = False
         self.reset()
 
     def reset(self) -> None:
-        """Forget everything: resources, faults, request log; restore the start-up settings."""
+        """Forget everything: resources (their servers stop), faults, request log; restore the
+        start-up settings."""
         with self.lock:
+            if self._started and self.data_plane.available:
+                self.data_plane.stop_all()
+            self._started = True
+            self.enterprise.reset()
             self.settings = attrs.evolve(self.base_settings)
             self.groups: dict[tuple[str, str], dict[str, Any]] = {}
             self.caches: dict[tuple[str, str, str], Cache] = {}
@@ -263,7 +307,8 @@ class Store:
             "scope is invalid.",
         )
 
-    def _create_fault(self, name: str) -> tuple[str, float]:
+    def create_outcome(self, name: str) -> tuple[str, float]:
+        """The final state and delay of a new resource ``name`` after create-level faults."""
         final, delay = "Succeeded", self.settings.create_delay
         for fault in self.faults:
             if fault.matches_create(name):
@@ -280,12 +325,27 @@ class Store:
         for key, cache in list(self.caches.items()):
             if cache.delete_done_at is not None and now >= cache.delete_done_at:
                 self._drop_cache(key)
+            elif cache.state == "Creating" and self._data_plane_pending(cache):
+                continue
             else:
                 cache.settle(now)
 
+    def _data_plane_pending(self, cache: Cache) -> bool:
+        """True while a new cache's server still starts; a failed start fails the cache."""
+        if not (self.data_plane.available and cache.started):
+            return False
+        state = self.data_plane.state(cache.id)
+        if state == "starting":
+            return True
+        if state == "failed":
+            cache.final_state = "Failed"
+        return False
+
     def _drop_cache(self, key: tuple[str, str, str]) -> None:
-        """Remove a cache with its child resources and its name reservation."""
+        """Remove a cache with its child resources and its name reservation (its server
+        stops)."""
         cache = self.caches.pop(key)
+        self._stop_server(cache)
         prefix = cache.id.lower()
         if self.reserved.get(cache.name.lower()) == prefix:
             del self.reserved[cache.name.lower()]
@@ -297,19 +357,60 @@ class Store:
         self._settle_all()
         return self.caches.get((sub.lower(), group.lower(), name.lower()))
 
-    def _group_missing(self, sub: str, group: str) -> Reply | None:
+    def group_missing(self, sub: str, group: str) -> Reply | None:
+        """404 ``ResourceGroupNotFound`` unless the group exists."""
         if (sub.lower(), group.lower()) not in self.groups:
             return error(
                 404, "ResourceGroupNotFound", f"Resource group '{group}' could not be found."
             )
         return None
 
+    def _retired(self, name: str) -> Reply | None:
+        """400 ``ProductRetired`` when a ``retired`` fault matches this new cache."""
+        for fault in self.faults:
+            if fault.matches_retired(name):
+                fault.consume()
+                return error(400, "ProductRetired", RETIRED_MESSAGE)
+        return None
+
+    # -- data plane ---------------------------------------------------------------------------
+    def _keys_of(self, cache: Cache) -> list[str] | None:
+        if cache.disable_access_key_authentication:
+            return None
+        return [cache.primary_key, cache.secondary_key]
+
+    def _grants(self, cache: Cache) -> list[str]:
+        """Object ids the cache's server lets in: its assignments' when Entra ID is on."""
+        if cache.config.get("aad-enabled") != "true":
+            return []
+        prefix = cache.id.lower()
+        return sorted({a.object_id for a in _children(self.assignments, prefix)})
+
+    def _start_server(self, cache: Cache) -> None:
+        """Start the cache's TLS server (port 6380, single server) when there is a data plane."""
+        if not self.data_plane.available:
+            return
+        self.data_plane.start(
+            cache.id,
+            port=6380,
+            cluster=False,
+            keys=self._keys_of(cache),
+            object_ids=self._grants(cache),
+        )
+        cache.started = True
+        cache.address = self.data_plane.address_for(cache.id)
+
+    def _stop_server(self, cache: Cache) -> None:
+        if cache.started and self.data_plane.available:
+            self.data_plane.stop(cache.id)
+        cache.started = False
+
     def _existing(
         self, sub: str, group: str, name: str, absent: Reply | None = None
     ) -> Cache | Reply:
         """The cache, or the reply when its group is missing or it does not exist (``absent``,
         by default a 404)."""
-        missing = self._group_missing(sub, group)
+        missing = self.group_missing(sub, group)
         if missing:
             return missing
         cache = self._cache(sub, group, name)
@@ -330,7 +431,7 @@ class Store:
             key = (sub.lower(), group.lower())
             existing = self.groups.get(key)
             if method in ("GET", "HEAD"):
-                missing = self._group_missing(sub, group)
+                missing = self.group_missing(sub, group)
                 if missing:
                     return missing
                 return Reply(
@@ -361,6 +462,7 @@ class Store:
                 del self.groups[key]
                 for ckey in [k for k in self.caches if k[:2] == key]:
                     self._drop_cache(ckey)
+                self.enterprise.drop_group(sub, group)
                 return Reply(200)
             return error(405, "MethodNotAllowed", f"{method} is not supported here")
 
@@ -397,7 +499,7 @@ class Store:
         self, sub: str, group: str, name: str, body: Any, base_url: str, api: str
     ) -> Reply:
         with self.lock:
-            missing = self._group_missing(sub, group)
+            missing = self.group_missing(sub, group)
             if missing:
                 return missing
             cache = self._cache(sub, group, name)
@@ -412,6 +514,9 @@ class Store:
                     "InvalidParameter",
                     f"The name '{name}' is invalid: use 1-63 letters, digits and single hyphens.",
                 )
+            retired = self._retired(name)
+            if retired:
+                return retired
             owner = self.reserved.get(name.lower())
             if owner is not None:
                 return error(409, "NameNotAvailable", f"The name '{name}' is already in use.")
@@ -423,7 +528,7 @@ class Store:
             config = {str(k): v for k, v in (props.get("redisConfiguration") or {}).items()}
             if any(not isinstance(v, str) for v in config.values()):
                 return error(400, "InvalidParameter", "redisConfiguration values must be strings.")
-            final, delay = self._create_fault(name)
+            final, delay = self.create_outcome(name)
             cache = Cache(
                 subscription=sub,
                 group=self.groups[(sub.lower(), group.lower())]["name"],
@@ -449,6 +554,8 @@ class Store:
                 f"{base_url}/subscriptions/{sub}/resourceGroups/{cache.group}"
                 f"/providers/Microsoft.Cache/redis/{name}?api-version={api}"
             )
+            if final == "Succeeded":
+                self._start_server(cache)
             return Reply(201, cache.to_json(include_keys=True), {"Location": location})
 
     def _busy(self, cache: Cache) -> Reply | None:
@@ -478,6 +585,10 @@ class Store:
             cache.config.update({k: v for k, v in new.items() if k not in _DEFAULT_CONFIG})
             if not was_aad and cache.config.get("aad-enabled") == "true":
                 transition = transition or "ConfiguringAAD"
+                if cache.started and self.data_plane.available:
+                    for object_id in self._grants(cache):
+                        self.data_plane.grant(cache.id, object_id)
+        keys_before = self._keys_of(cache)
         for key, attr in (
             ("enableNonSslPort", "enable_non_ssl_port"),
             ("minimumTlsVersion", "minimum_tls_version"),
@@ -486,6 +597,8 @@ class Store:
         ):
             if props.get(key) is not None:
                 setattr(cache, attr, props[key])
+        if cache.started and self.data_plane.available and self._keys_of(cache) != keys_before:
+            self.data_plane.set_keys(cache.id, self._keys_of(cache))
         if body.get("tags") is not None:
             cache.tags = dict(body["tags"])
         if transition:
@@ -513,7 +626,7 @@ class Store:
     def list_caches(self, sub: str, group: str | None) -> Reply:
         with self.lock:
             if group is not None:
-                missing = self._group_missing(sub, group)
+                missing = self.group_missing(sub, group)
                 if missing:
                     return missing
             self._settle_all()
@@ -534,6 +647,7 @@ class Store:
             busy = self._busy(cache)
             if busy:
                 return busy
+            self._stop_server(cache)
             cache.state = "Deleting"
             cache.busy_until = 0.0
             cache.delete_done_at = time.monotonic() + self.settings.delete_delay
@@ -581,11 +695,13 @@ class Store:
                     else ""
                 )
                 if kind == "Primary":
-                    cache.primary_key = _new_key()
+                    cache.primary_key = new_key()
                 elif kind == "Secondary":
-                    cache.secondary_key = _new_key()
+                    cache.secondary_key = new_key()
                 else:
                     return error(400, "InvalidParameter", "keyType must be Primary or Secondary.")
+                if cache.started and self.data_plane.available:
+                    self.data_plane.set_keys(cache.id, self._keys_of(cache))
             return Reply(
                 200, {"primaryKey": cache.primary_key, "secondaryKey": cache.secondary_key}
             )
@@ -616,6 +732,7 @@ class Store:
                 if current is None:
                     return Reply(204)
                 del self.assignments[key]
+                self._revoke_unless_granted(cache, current.object_id)
                 return Reply(200)
             props = (body or {}).get("properties") if isinstance(body, dict) else None
             if (
@@ -639,7 +756,18 @@ class Store:
                 ready_at=now + self.settings.policy_delay,
             )
             self.assignments[key] = record
+            if current is not None and current.object_id != record.object_id:
+                self._revoke_unless_granted(cache, current.object_id)
+            if record.object_id in self._grants(cache) and cache.started:
+                self.data_plane.grant(cache.id, record.object_id)
             return Reply(200 if current else 201, record.to_json(now))
+
+    def _revoke_unless_granted(self, cache: Cache, object_id: str) -> None:
+        """Revoke ``object_id`` on the cache's server unless another assignment grants it."""
+        if not (cache.started and self.data_plane.available):
+            return
+        if cache.config.get("aad-enabled") == "true" and object_id not in self._grants(cache):
+            self.data_plane.revoke(cache.id, object_id)
 
     def _policy_busy(self, prefix: str, now: float) -> Reply | None:
         for (c, _), a in self.assignments.items():

@@ -12,7 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
+
+from apphost_sdk.errors import ResourceStartError
 from apphost_sdk.model.builder import DistributedApplicationBuilder
+from apphost_sdk.orchestration.app import DistributedApplication
 
 T = TypeVar("T")
 
@@ -49,12 +53,31 @@ DUMP_ENV = textwrap.dedent(
     """
 )
 
+#: The start of a service script that answers HTTP (shared with the fault tests):
+#: ``http_server(body)`` is an ``HTTPServer`` on 127.0.0.1:$PORT that answers every GET with
+#: 200 and ``body``, and logs nothing.
+HTTP_SERVER = textwrap.dedent(
+    """
+    import http.server, os
+    def http_server(body):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            def log_message(self, *args):
+                pass
+        return http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler)
+    """
+)
+
 #: An HTTP service on $PORT. ``argv[1]``: a folder for its marker files; ``argv[2]``: seconds to
 #: sleep before listening. Writes ``{name}.start`` (start time), ``{name}.listen`` (when it
 #: listens) and, on SIGTERM, ``{name}.stop`` (time of the signal), then exits 0.
-HTTP_SERVICE = textwrap.dedent(
+HTTP_SERVICE = HTTP_SERVER + textwrap.dedent(
     """
-    import http.server, json, os, signal, sys, time
+    import json, os, signal, sys, time
     folder = sys.argv[1]
     name = os.environ["OTEL_SERVICE_NAME"]
     def mark(kind, extra=None):
@@ -76,16 +99,7 @@ HTTP_SERVICE = textwrap.dedent(
         os._exit(0)
     signal.signal(signal.SIGTERM, on_term)
     time.sleep(float(sys.argv[2]) if len(sys.argv) > 2 else 0)
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = json.dumps({"name": name}).encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-        def log_message(self, *args):
-            pass
-    server = http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler)
+    server = http_server(json.dumps({"name": name}).encode())
     mark("listen")
     print("listening on", os.environ["PORT"], flush=True)
     server.serve_forever()
@@ -156,6 +170,21 @@ def builder_from(
     builder = namespace[function]([] if args is None else args)
     assert isinstance(builder, DistributedApplicationBuilder)
     return builder
+
+
+def start_fails_fast(
+    builder: DistributedApplicationBuilder, apps: list[DistributedApplication]
+) -> tuple[DistributedApplication, str]:
+    """Build ``builder`` and start the app, which must fail with ``ResourceStartError`` within
+    5 s (well before the 20 s start timeout); the app (added to ``apps`` for clean-up) and the
+    error's message."""
+    app = builder.build()
+    apps.append(app)
+    t0 = time.monotonic()
+    with pytest.raises(ResourceStartError) as info:
+        app.start(timeout=20, quiet=True)
+    assert time.monotonic() - t0 < 5
+    return app, str(info.value)
 
 
 def wait_until(

@@ -20,7 +20,7 @@ from apphost_sdk.orchestration import orchestrator
 from apphost_sdk.orchestration.app import DistributedApplication
 from apphost_sdk.orchestration.states import Health, State
 
-from .helpers import children_of, pid_alive, read_json_file, wait_json, wait_until
+from .helpers import children_of, pid_alive, read_json_file, start_fails_fast, wait_json, wait_until
 
 
 @pytest.fixture
@@ -136,13 +136,7 @@ def test_completion_with_the_wrong_exit_code_fails_the_start(
     b.add_python_app("api", str(svc), "dump.py", str(tmp_path / "api.json")).wait_for_completion(
         migrate
     )
-    app = b.build()
-    apps.append(app)
-    t0 = time.monotonic()
-    with pytest.raises(ResourceStartError) as info:
-        app.start(timeout=20, quiet=True)
-    assert time.monotonic() - t0 < 5
-    message = str(info.value)
+    _app, message = start_fails_fast(b, apps)
     assert message.startswith("migrate exited with code 1\n"), message
     assert "boom: the migration failed" in message
     assert not (tmp_path / "api.json").exists()
@@ -157,13 +151,7 @@ def test_failed_dependency_blocks_dependents_and_names_the_cause(
     b.add_python_app("front", str(svc), "dump.py", str(tmp_path / "front.json")).with_reference(
         api.with_http_endpoint()
     )
-    app = b.build()
-    apps.append(app)
-    t0 = time.monotonic()
-    with pytest.raises(ResourceStartError) as info:
-        app.start(timeout=20, quiet=True)
-    assert time.monotonic() - t0 < 5
-    message = str(info.value)
+    app, message = start_fails_fast(b, apps)
     assert message.startswith("web exited with code 2"), message
     assert "boom: the migration failed" in message
     assert "working on it" in message

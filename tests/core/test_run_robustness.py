@@ -31,7 +31,15 @@ from apphost_sdk.runtimes.docker_runtime import _lines
 from apphost_sdk.runtimes.lines import MAX_LINE_BYTES, LineSplitter, split_lines
 from apphost_sdk.state import app_identity
 
-from .helpers import apphost_cli, children_of, pid_alive, read_json_file, wait_until, write
+from .helpers import (
+    apphost_cli,
+    children_of,
+    pid_alive,
+    read_json_file,
+    start_fails_fast,
+    wait_until,
+    write,
+)
 
 #: Prints two lines, sleeps ``argv[2]`` seconds, then exits with ``argv[1]``.
 EXIT_LATER = textwrap.dedent(
@@ -212,13 +220,7 @@ def test_a_web_app_that_exits_non_zero_before_it_is_healthy_fails_the_start(
 ) -> None:
     b = DistributedApplication.create_builder([])
     b.add_python_app("web", str(scripts), "exit_later.py", "3", "0.3").with_http_endpoint()
-    app = b.build()
-    apps.append(app)
-    t0 = time.monotonic()
-    with pytest.raises(ResourceStartError) as info:
-        app.start(timeout=20, quiet=True)
-    assert time.monotonic() - t0 < 5
-    message = str(info.value)
+    _app, message = start_fails_fast(b, apps)
     assert message.startswith("web exited with code 3\n"), message
     assert "fatal: no such table: orders" in message
 

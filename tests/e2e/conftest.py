@@ -24,12 +24,16 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+
+# pytest puts tests/ on sys.path (the first folder up with no __init__.py): the core tests'
+# helpers import as ``core.helpers``.
+from core.helpers import pid_alive
+from core.helpers import wait_until as core_wait_until
 
 from apphost_sdk.runtimes.engines import Engine
 
@@ -143,24 +147,8 @@ def default_redis_image(engine: Engine) -> Iterator[str]:
 def wait_until(
     predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.05, what: str = ""
 ) -> T:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
-        time.sleep(interval)
-
-
-def pid_alive(pid: int) -> bool:
-    """True when ``pid`` exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    """The core tests' ``wait_until``, polling less often: the engine's work shows slower."""
+    return core_wait_until(predicate, timeout, interval, what)
 
 
 def redis_server_cmdlines() -> list[str]:
@@ -240,6 +228,25 @@ def extra_images(engine: Engine, _extra_images_or_reason: str | None) -> None:
     apphost-test/redis-commander:1 (fails, never skips, when they cannot be built)."""
     if _extra_images_or_reason is not None:
         _docker._unavailable(_extra_images_or_reason)
+
+
+#: The start of a host-process script the tests write (test_generic_containers.py's client,
+#: test_integration_extension.py's worker): ``talk(host, port, payload, until)`` sends
+#: ``payload`` over TCP and returns what comes back up to ``until`` (or the close), decoded.
+TALK_SCRIPT = r"""
+import socket
+
+def talk(host, port, payload, until):
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(payload)
+        data = b""
+        while until not in data:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    return data.decode()
+"""
 
 
 #: An app host file whose builder the test configures (``create_builder`` takes the calling

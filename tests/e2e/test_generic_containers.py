@@ -35,6 +35,7 @@ from .conftest import (
     DEFAULT_IMAGE,
     KV_IMAGE,
     RECORDER_IMAGE,
+    TALK_SCRIPT,
     TEST_IMAGE,
     TEST_TAG,
     AppFolder,
@@ -264,19 +265,10 @@ def test_add_container_with_every_option_starts_healthy_and_reaches_the_engine(
 # --------------------------------------------------------------------------- 2. references
 
 #: A host process that references containers: records what it was given and uses it.
-CLIENT = r"""
-import json, os, socket, sys, time, urllib.request
-
-def talk(host, port, payload, until):
-    with socket.create_connection((host, int(port)), timeout=5) as sock:
-        sock.sendall(payload)
-        data = b""
-        while until not in data:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-    return data.decode()
+CLIENT = (
+    TALK_SCRIPT
+    + r"""
+import json, os, sys, time, urllib.request
 
 record = {"env": {k: v for k, v in os.environ.items()
                   if k.startswith(("ConnectionStrings__", "services__", "CACHE_"))}}
@@ -302,6 +294,7 @@ with open(sys.argv[1] + ".tmp", "w") as fh:
 os.replace(sys.argv[1] + ".tmp", sys.argv[1])
 time.sleep(300)
 """
+)
 
 #: The "peer" container's command: reach the others by the names it was given, then run the
 #: recorder's own entrypoint (which records the environment and serves /www on 5540).

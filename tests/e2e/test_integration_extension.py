@@ -21,6 +21,7 @@ from apphost_sdk.runtimes.engines import Engine
 
 from .conftest import (
     RECORDER_IMAGE,
+    TALK_SCRIPT,
     TEST_IMAGE,
     TEST_TAG,
     AppFolder,
@@ -35,19 +36,10 @@ E2E_DIR = Path(__file__).resolve().parent
 
 #: A host process that sets and gets a key on each key-value server it references, at once and
 #: without retrying (it starts only once they are healthy), through the injected variables.
-WORKER = r"""
-import json, os, socket, sys, time
-
-def talk(host, port, payload, until):
-    with socket.create_connection((host, int(port)), timeout=5) as sock:
-        sock.sendall(payload)
-        data = b""
-        while until not in data:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-    return data.decode()
+WORKER = (
+    TALK_SCRIPT
+    + r"""
+import json, os, sys, time
 
 record = {"env": {k: v for k, v in os.environ.items()
                   if k.startswith(("ConnectionStrings__", "KV", "SLOWKV", "CACHE_"))}}
@@ -68,6 +60,7 @@ with open(sys.argv[1] + ".tmp", "w") as fh:
 os.replace(sys.argv[1] + ".tmp", sys.argv[1])
 time.sleep(300)
 """
+)
 
 #: memcached starts listening only after a busy loop (the image's /bin/sh is dash: no sleep):
 #: the engine publishes the port at once, so only the integration's probe can tell it is ready.

@@ -141,6 +141,14 @@ def _volumes(api: Any, app_id: str) -> list[str]:
     return [v["Name"] for v in found.get("Volumes") or []]
 
 
+def _down_removes_everything(app: App, api: Any, cwd: Path | None = None, **env: str) -> None:
+    """``apphost down APPHOST.py --volumes`` (from ``cwd``, with ``env``) succeeds and leaves
+    none of the app's containers or volumes."""
+    done = app.cli("down", str(app.path), "--volumes", cwd=cwd, **env)
+    assert done.returncode == 0, done.stderr
+    assert _containers(api, app.app_id) == {} and _volumes(api, app.app_id) == []
+
+
 def _endpoint(app: DistributedApplication, name: str = "cache") -> tuple[int, str]:
     """(host port, password) of ``name``, from the connection string a reference injects."""
     cs = app.connection_string(name)
@@ -208,9 +216,7 @@ def test_a_persistent_container_outlives_every_normal_stop_and_is_reused_as_it_i
     kept = app.cli("down", str(app.path))
     assert kept.returncode == 0, kept.stderr
     assert _containers(api, app.app_id)["cache"]["Id"] == keep["Id"]
-    gone = app.cli("down", str(app.path), "--volumes")
-    assert gone.returncode == 0, gone.stderr
-    assert _containers(api, app.app_id) == {} and _volumes(api, app.app_id) == []
+    _down_removes_everything(app, api)
 
 
 # --------------------------------------------------------------------------- item 1: down
@@ -251,9 +257,7 @@ def test_down_from_another_state_folder_refuses_while_the_app_host_runs(
         _stop(proc)
 
     # Stopped: the session container is gone, the persistent one is no longer in use.
-    done = app.cli("down", str(app.path), "--volumes", cwd=elsewhere, APPHOST_STATE_DIR=other_state)
-    assert done.returncode == 0, done.stderr
-    assert _containers(api, app.app_id) == {} and _volumes(api, app.app_id) == []
+    _down_removes_everything(app, api, cwd=elsewhere, APPHOST_STATE_DIR=other_state)
 
 
 def test_down_refuses_while_a_later_run_reuses_the_persistent_container(
@@ -280,9 +284,7 @@ def test_down_refuses_while_a_later_run_reuses_the_persistent_container(
     finally:
         _stop(proc, signal.SIGKILL)  # killed: its in-use record is stale and counts for nothing
 
-    done = app.cli("down", str(app.path), "--volumes", APPHOST_STATE_DIR=other_state)
-    assert done.returncode == 0, done.stderr
-    assert _containers(api, app.app_id) == {} and _volumes(api, app.app_id) == []
+    _down_removes_everything(app, api, APPHOST_STATE_DIR=other_state)
 
 
 def test_a_persistent_container_in_use_is_never_recreated_under_its_app_host(

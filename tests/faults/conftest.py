@@ -31,6 +31,10 @@ from typing import Any
 
 import pytest
 
+# pytest puts tests/ on sys.path (the first folder up with no __init__.py): the core tests'
+# helpers import as ``core.helpers``.
+from core.helpers import HTTP_SERVER, write
+
 TAG_VAR = "APPHOST_FAULTS_TAG"
 SEED = int(os.environ.get("FAULTS_SEED") or random.SystemRandom().randrange(1, 10**6))
 #: The order of the summary lines.
@@ -398,12 +402,6 @@ def no_traceback(*texts: str) -> list[str]:
     return problems
 
 
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
 # --------------------------------------------------------------------------- services
 
 #: Writes ``{marks}/{name}.json`` (its pid and its child's), keeps a grandchild (``sleep``-like
@@ -429,20 +427,11 @@ IDLE = textwrap.dedent(
 )
 
 #: An HTTP service on 127.0.0.1:$PORT that listens after ``argv[1]`` seconds.
-WEB = textwrap.dedent(
+WEB = HTTP_SERVER + textwrap.dedent(
     """
-    import http.server, os, sys, time
+    import sys, time
     time.sleep(float(sys.argv[1]) if len(sys.argv) > 1 else 0.0)
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = b"ok"
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-        def log_message(self, *args):
-            pass
-    server = http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler)
+    server = http_server(b"ok")
     print("listening", flush=True)
     server.serve_forever()
     """

@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,12 @@ def _app(tmp_path: Path) -> Path:
     return app_file(tmp_path / "shop", APP, svc=str(svc), marks=str(svc / "marks"))
 
 
+def _random_delay(case_key: str, most: float) -> float:
+    """The case's delay before its signal: seeded (see ``conftest``), in [0, ``most``] s, to
+    the millisecond."""
+    return round(case_rng(FAMILY, case_key).uniform(0.0, most), 3)
+
+
 def _foreground(app: Path, how: str, log: Path) -> subprocess.Popen[bytes]:
     argv = [sys.executable, str(app)] if how == "python" else cli_argv("run", app)
     with open(log, "wb") as out:
@@ -98,6 +105,34 @@ def _wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> int | None:
         return None
 
 
+def _signal_cli_after(
+    case: Case,
+    app: Path,
+    delay: float,
+    cli_args: tuple[str | Path, ...],
+    interrupt: Callable[[subprocess.Popen[bytes]], None],
+    timeout: float,
+) -> tuple[int, bytes]:
+    """Run ``apphost *cli_args``, call ``interrupt`` on it ``delay`` s later (noting the app's
+    phase then) and wait for it: its exit code and stderr. It is killed if it outlives this."""
+    proc = subprocess.Popen(
+        cli_argv(*cli_args),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        time.sleep(delay)
+        case.note(f"phase when signalled: {_phase(app)}")
+        interrupt(proc)
+        _out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return proc.returncode, err
+
+
 def _afterwards(app: Path, tag: str, root: Path, case: Case) -> None:
     """Every child gone; then a new ``apphost start`` works, and its stop leaves nothing."""
     left = wait_gone(tag, root, timeout=5)
@@ -118,8 +153,7 @@ def _afterwards(app: Path, tag: str, root: Path, case: Case) -> None:
 def test_signal_at_a_random_point_of_the_run(
     how: str, sig: signal.Signals, tmp_path: Path, fault_env: str, faults: FaultLog
 ) -> None:
-    rng = case_rng(FAMILY, f"signal-{how}-{sig.name}")
-    delay = round(rng.uniform(0.0, 2.0), 3)
+    delay = _random_delay(f"signal-{how}-{sig.name}", 2.0)
     with faults.case(FAMILY, f"{signal_name(sig)} after {delay:.3f} s ({how})") as case:
         app = _app(tmp_path)
         log = tmp_path / "apphost.log"
@@ -155,26 +189,17 @@ def test_signal_at_a_random_point_of_the_run(
 def test_signal_to_apphost_start_while_it_waits(
     sig: signal.Signals, tmp_path: Path, fault_env: str, faults: FaultLog
 ) -> None:
-    rng = case_rng(FAMILY, f"start-{sig.name}")
-    delay = round(rng.uniform(0.0, 0.7), 3)  # the app is ready after about 0.7 s
+    delay = _random_delay(f"start-{sig.name}", 0.7)  # the app is ready after about 0.7 s
     with faults.case(FAMILY, f"{sig.name} to apphost start after {delay:.3f} s") as case:
         app = _app(tmp_path)
-        proc = subprocess.Popen(
-            cli_argv("start", app, "--json", "--timeout", "30"),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+        code, err = _signal_cli_after(
+            case,
+            app,
+            delay,
+            ("start", app, "--json", "--timeout", "30"),
+            lambda proc: proc.send_signal(sig),
+            timeout=40,
         )
-        try:
-            time.sleep(delay)
-            case.note(f"phase when signalled: {_phase(app)}")
-            proc.send_signal(sig)
-            _out, err = proc.communicate(timeout=40)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
-        code = proc.returncode
         text = err.decode(errors="replace")
         case.note(f"apphost start exit {code}")
         if sig == signal.SIGINT and code != 0:
@@ -195,8 +220,7 @@ def test_signal_to_apphost_start_while_it_waits(
 def test_sigkill_at_a_random_point_of_the_stop(
     index: int, tmp_path: Path, fault_env: str, faults: FaultLog
 ) -> None:
-    rng = case_rng(FAMILY, f"kill-in-stop-{index}")
-    delay = round(rng.uniform(0.0, 0.5), 3)  # the stop takes about 0.5 s here
+    delay = _random_delay(f"kill-in-stop-{index}", 0.5)  # the stop takes about 0.5 s here
     with faults.case(FAMILY, f"SIGTERM, then SIGKILL {delay:.3f} s into the stop") as case:
         app = _app(tmp_path)
         log = tmp_path / "apphost.log"
@@ -223,33 +247,24 @@ def test_sigkill_at_a_random_point_of_the_stop(
 def test_sigterm_during_apphost_stop(
     index: int, tmp_path: Path, fault_env: str, faults: FaultLog
 ) -> None:
-    rng = case_rng(FAMILY, f"stop-{index}")
-    delay = round(rng.uniform(0.0, 0.5), 3)  # apphost stop takes about 0.5 s here
+    delay = _random_delay(f"stop-{index}", 0.5)  # apphost stop takes about 0.5 s here
     target = "apphost stop" if index % 2 == 0 else "the app host (a second SIGTERM)"
     with faults.case(FAMILY, f"SIGTERM to {target} {delay:.3f} s into apphost stop") as case:
         app = _app(tmp_path)
         started = run_cli("start", app, "--json", "--timeout", "30", timeout=60)
         assert started.code == 0, f"apphost start: {started.brief()}"
         host_pid = int(json.loads(started.stdout)["pid"])
-        stopper = subprocess.Popen(
-            cli_argv("stop", app, "--timeout", "20"),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        try:
-            time.sleep(delay)
-            case.note(f"phase when signalled: {_phase(app)}")
+
+        def interrupt(stopper: subprocess.Popen[bytes]) -> None:
             if index % 2 == 0:
                 stopper.send_signal(signal.SIGTERM)
             elif pid_alive(host_pid):
                 os.kill(host_pid, signal.SIGTERM)
-            _out, err = stopper.communicate(timeout=30)
-        finally:
-            if stopper.poll() is None:
-                stopper.kill()
-                stopper.communicate()
-        case.note(f"apphost stop exit {stopper.returncode}")
+
+        code, err = _signal_cli_after(
+            case, app, delay, ("stop", app, "--timeout", "20"), interrupt, timeout=30
+        )
+        case.note(f"apphost stop exit {code}")
         problems = no_traceback(err.decode(errors="replace"))
         assert not problems, f"apphost stop: {problems}: {err.decode(errors='replace')[-600:]!r}"
         # Whatever the interrupted stop did, the app host ends by itself or on a second stop.

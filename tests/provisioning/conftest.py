@@ -13,6 +13,7 @@ import pytest
 
 from apphost_sdk.configuration import Configuration
 from provisioning.emulator.control import EmulatorProcess
+from provisioning.managed_spec import ManagedRedisRequest, ManagedRedisSpec
 from provisioning.spec import AzureRedisRequest, CacheSpec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,6 +52,37 @@ class AzureCache:
         )
 
 
+class AzureManagedRedis:
+    """Stand-in for the app model's Azure Managed Redis: the same duck-typed contract as
+    :class:`AzureCache`, returning a ``ManagedRedisRequest``."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        is_container: bool = False,
+        use_access_keys: bool = False,
+        existing_name: str | None = None,
+        existing_resource_group: str | None = None,
+        infrastructure_callbacks: list[Callable[[ManagedRedisSpec], None]] | None = None,
+    ) -> None:
+        self.name = name
+        self.is_container = is_container
+        self.use_access_keys = use_access_keys
+        self.existing_name = existing_name
+        self.existing_resource_group = existing_resource_group
+        self.infrastructure_callbacks = list(infrastructure_callbacks or [])
+
+    def to_azure_request(self) -> ManagedRedisRequest:
+        return ManagedRedisRequest(
+            resource_name=self.name,
+            use_access_keys=self.use_access_keys,
+            existing_name=self.existing_name,
+            existing_resource_group=self.existing_resource_group,
+            infrastructure_callbacks=tuple(self.infrastructure_callbacks),
+        )
+
+
 class Emulator(EmulatorProcess):
     """The emulator with the queries these tests make of its request log."""
 
@@ -74,6 +106,15 @@ class Emulator(EmulatorProcess):
             for r in self.requests()
             if r["method"] == "PUT"
             and re.search(r"/microsoft\.cache/redis/[^/]+$", r["path"], re.I)
+        ]
+
+    def cluster_puts(self) -> list[int]:
+        """Statuses of the PUTs on Managed Redis clusters themselves (not their databases)."""
+        return [
+            r["status"]
+            for r in self.requests()
+            if r["method"] == "PUT"
+            and re.search(r"/microsoft\.cache/redisenterprise/[^/]+$", r["path"], re.I)
         ]
 
     def writes(self) -> list[dict[str, Any]]:
@@ -103,7 +144,8 @@ class Emulator(EmulatorProcess):
 def emulator_process() -> Iterator[Emulator]:
     started = EmulatorProcess.start("--create-delay", str(CREATE_DELAY))
     assert started.endpoint.startswith("http://127.0.0.1:")
-    with Emulator(started.endpoint, started.process) as emulator:
+    emulator = Emulator(started.endpoint, started.process, started.startup)
+    with emulator:
         yield emulator
 
 

@@ -77,7 +77,7 @@ def test_provision_json_hides_secrets_unless_asked(
     captured = capsys.readouterr()
     data = json.loads(captured.out)["resources"]
     assert data["kv"]["connectionString"] == "***" and data["kv"]["primaryKey"] == "***"
-    assert data["cache"]["connectionString"].endswith(".redis.cache.windows.net:6380,ssl=true")
+    assert data["cache"]["connectionString"] == f"{data['cache']['hostName']}:6380,ssl=true"
     assert data["cache"]["authentication"] == "entraId"
     assert "cache: Provisioned" in captured.err
     assert cli(app, "provision", "--json", "--show-secrets") == 0

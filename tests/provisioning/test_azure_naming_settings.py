@@ -181,7 +181,8 @@ def test_requests_from_a_duck_typed_app() -> None:
     )
     requests = requests_from_app(app)
     assert [r.resource_name for r in requests] == ["cache"]
-    assert requests[0].use_access_keys and requests[0].build_spec("a").capacity == 2
+    spec = requests[0].build_spec("a")
+    assert requests[0].use_access_keys and isinstance(spec, CacheSpec) and spec.capacity == 2
     assert len(requests_from_app(app, include_containers=True)) == 2
 
 

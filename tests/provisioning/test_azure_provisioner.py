@@ -71,7 +71,9 @@ def test_entra_id_cache_is_created_and_waited_for_beyond_the_sdk_poller(
     got = clients.redis.access_policy_assignment.get(settings.resource_group, name, assignment)
     assert got.object_id == EMULATOR_OBJECT_ID and got.access_policy_name == "Data Contributor"
     assert outputs.name == name and outputs.ssl_port == 6380
-    assert outputs.connection_string == f"{name}.redis.cache.windows.net:6380,ssl=true"
+    # the cache's hostName: its loopback address when the emulator runs a data plane
+    assert outputs.host_name == cache.host_name
+    assert outputs.connection_string == f"{cache.host_name}:6380,ssl=true"
     assert outputs.password is None and outputs.principal_object_id == EMULATOR_OBJECT_ID
     assert outputs.resource_id == cache.id
     texts = [t for n, t in statuses if n == "cache"]
