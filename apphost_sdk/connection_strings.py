@@ -567,11 +567,21 @@ class RedisConnectionOptions:
             kwargs["socket_keepalive_options"] = {keep_idle: self.keep_alive}
         if self.connect_retry is not None:
             from redis.backoff import ExponentialWithJitterBackoff
-            from redis.retry import Retry
 
-            kwargs["retry"] = Retry(
-                ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries=self.connect_retry
-            )
+            # asyncio clients take redis.asyncio's Retry (the blocking one is converted with a
+            # warning on every client).
+            if for_async:
+                from redis.asyncio.retry import Retry as AsyncRetry
+
+                kwargs["retry"] = AsyncRetry(
+                    ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries=self.connect_retry
+                )
+            else:
+                from redis.retry import Retry
+
+                kwargs["retry"] = Retry(
+                    ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries=self.connect_retry
+                )
         return kwargs
 
 

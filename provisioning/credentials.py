@@ -39,6 +39,10 @@ class AccessTokenValue:
     expires_on: int
 
 
+#: The emulator is a local endpoint: never send its requests through HTTP(S)_PROXY.
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def _b64url(data: dict[str, Any]) -> str:
     raw = json.dumps(data, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -98,7 +102,7 @@ class EmulatorCredential:
             url, data=body, method="POST", headers={"Content-Type": "application/json"}
         )
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:
+            with _NO_PROXY.open(request, timeout=10) as response:
                 data = json.loads(response.read())
             return AccessTokenValue(
                 token=str(data["accessToken"]), expires_on=int(data["expiresOn"])

@@ -4,8 +4,9 @@ through azure-mgmt-redisenterprise.
 The lifecycle of one Managed Redis, mirroring :mod:`provisioning.provisioner` for classic
 caches (whose plumbing it shares: retry policy, locks, state store, resource group, status):
 
-1. A previous run's record with a matching checksum -> one GET of the cluster; if it is still
-   there and ready, the stored outputs are returned without any write.
+1. A previous run's record with a matching checksum -> one GET of the cluster and one of its
+   database; if both are still there and ready, at the stored host name and port, the stored
+   outputs are returned without any write (otherwise the record is forgotten).
 2. Otherwise: PUT the cluster (``publicNetworkAccess`` always set: the SDK's
    ``Cluster(location, sku)`` omits it and Azure requires it), or resume waiting on a create
    under way, or PATCH what differs; then PUT (or PATCH) the database ``default`` on TLS port
@@ -60,6 +61,9 @@ if TYPE_CHECKING:
 #: ``resourceState`` values of a cluster or database that is up.
 _RUNNING = "running"
 _GONE_STATES = ("deleting", "deleted")
+#: Assignment states that need no waiting: Succeeded, or none at all (some API versions and
+#: proxies leave ``provisioningState`` out; the grant itself is then what counts).
+_SETTLED = ("succeeded", "")
 
 
 def is_cluster(resource: Any) -> bool:
@@ -93,12 +97,23 @@ def is_failed(resource: Any) -> bool:
     return provisioning in ("failed", "canceled") or state.endswith("failed")
 
 
+def _assignment_state(assignment: Any) -> str:
+    """An access policy assignment's ``provisioningState``, lower-cased ('' when absent)."""
+    return str(getattr(assignment, "provisioning_state", "") or "").lower()
+
+
 def _state_text(resource: Any) -> str:
     provisioning = str(getattr(resource, "provisioning_state", "") or "")
     state = str(getattr(resource, "resource_state", "") or "")
     if state and state.lower() != provisioning.lower() and provisioning.lower() != "succeeded":
         return f"{provisioning}/{state}"
     return state if provisioning.lower() == "succeeded" and state else provisioning or state
+
+
+def _host_name(desired: DesiredManagedRedis, cluster: Any) -> str:
+    """The cluster's ``hostName`` (Azure's documented form when it does not say)."""
+    region = desired.location.lower().replace(" ", "")
+    return str(cluster.host_name or f"{desired.azure_name}.{region}.redis.azure.net")
 
 
 def _modules_of(items: Any) -> list[tuple[str, str]]:
@@ -468,10 +483,10 @@ class ManagedRedisProvisioner:
 
         doing = f"granting access policy {DEFAULT_ACCESS_POLICY} on {desired.azure_name}"
         current = host._call(desired.resource_name, doing, get)
-        state = (getattr(current, "provisioning_state", "") or "").lower()
-        if current is not None and granted(current) and state == "succeeded":
+        state = _assignment_state(current)
+        if current is not None and granted(current) and state in _SETTLED:
             return
-        if current is None or state in ("succeeded", "failed", "canceled"):
+        if current is None or state in (*_SETTLED, "failed", "canceled"):
             host._status(
                 desired.resource_name,
                 f"Granting access policy {DEFAULT_ACCESS_POLICY} to {principal.alias}",
@@ -485,13 +500,31 @@ class ManagedRedisProvisioner:
                 doing,
                 lambda: ops.begin_create_update(*args, body, polling=False).result(),
             )
-            if (getattr(created, "provisioning_state", "") or "").lower() == "succeeded":
+            created_state = _assignment_state(created)
+            if created_state == "succeeded" or (
+                created is not None and created_state == "" and granted(created)
+            ):
                 return
+        self._wait_for_assignment(desired, name, doing, get, granted)
+
+    def _wait_for_assignment(
+        self,
+        desired: DesiredManagedRedis,
+        name: str,
+        doing: str,
+        get: Callable[[], Any | None],
+        granted: Callable[[Any], bool],
+    ) -> None:
+        """Poll the assignment until it succeeded (or, without a state, grants the principal);
+        raise when it failed, disappeared or outlived ``Azure:ProvisioningTimeoutMinutes``."""
+        from .provisioner import format_elapsed as _elapsed
+
+        host = self.host
         start = time.monotonic()
         while True:
             current = host._call(desired.resource_name, doing, get)
-            state = (getattr(current, "provisioning_state", "") or "").lower()
-            if state == "succeeded":
+            state = _assignment_state(current)
+            if state == "succeeded" or (current is not None and state == "" and granted(current)):
                 return
             if current is None or state in ("failed", "canceled", "deleted"):
                 raise ProvisioningError(
@@ -499,9 +532,13 @@ class ManagedRedisProvisioner:
                     f"{state or 'missing'}; run again",
                     desired.resource_name,
                 )
-            if time.monotonic() - start > host.settings.provisioning_timeout:
+            elapsed = time.monotonic() - start
+            if elapsed > host.settings.provisioning_timeout:
                 raise ProvisioningTimeoutError(
-                    f"the access policy assignment on {desired.azure_name} is still {state}",
+                    f"the access policy assignment {name} on {desired.azure_name} is still "
+                    f"{state or 'not granting the app host'} after {_elapsed(elapsed)}; run "
+                    "again to keep waiting (raise Azure:ProvisioningTimeoutMinutes to wait "
+                    "longer)",
                     desired.resource_name,
                 )
             host._sleep(host.settings.poll_interval)
@@ -535,12 +572,11 @@ class ManagedRedisProvisioner:
 
     def _outputs(self, desired: DesiredManagedRedis, cluster: Any, database: Any) -> CacheOutputs:
         key = self._primary_key(desired) if desired.use_access_keys else None
-        region = desired.location.lower().replace(" ", "")
         return CacheOutputs.build(
             resource_name=desired.resource_name,
             name=desired.azure_name,
             resource_id=str(cluster.id or desired.resource_id),
-            host_name=str(cluster.host_name or f"{desired.azure_name}.{region}.redis.azure.net"),
+            host_name=_host_name(desired, cluster),
             ssl_port=int(database.port or MANAGED_PORT),
             primary_key=key,
             principal_object_id=desired.principal_object_id,
@@ -597,7 +633,8 @@ class ManagedRedisProvisioner:
         return outputs
 
     def _fast_path(self, desired: DesiredManagedRedis) -> CacheOutputs | None:
-        """The stored outputs when the record matches and the cluster is still ready."""
+        """The stored outputs when the record matches and the cluster (still at the stored
+        host name) and its database are ready: two GETs, no write."""
         store = self.host.store
         record = store.load(desired.resource_name)
         if (
@@ -608,9 +645,20 @@ class ManagedRedisProvisioner:
         ):
             return None
         cluster = self.get_cluster(desired)
-        if cluster is not None and is_ready(cluster):
-            return record.outputs
-        store.forget(desired.resource_name)  # gone or changed out of band: never reuse
+        if (
+            cluster is not None
+            and is_ready(cluster)
+            and _host_name(desired, cluster) == record.outputs.host_name
+        ):
+            database = self.get_database(desired)
+            if (
+                database is not None
+                and is_ready(database)
+                and int(database.port or MANAGED_PORT) == record.outputs.ssl_port
+            ):
+                return record.outputs
+        # Gone, moved or changed out of band (e.g. the database deleted): never reuse.
+        store.forget(desired.resource_name)
         return None
 
     def provision_one(self, desired: DesiredManagedRedis) -> CacheOutputs:

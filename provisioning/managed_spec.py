@@ -18,7 +18,7 @@ import attrs
 
 from .errors import ConfigurationError
 from .naming import MANAGED_DATABASE, cluster_resource_id, managed_database_id
-from .spec import TAG_APP, TAG_RESOURCE_NAME
+from .spec import TAG_APP, TAG_RESOURCE_NAME, check_tags, check_zones, did_you_mean, not_a
 
 #: The database's TLS port (fixed at create time; Aspire and Azure's default).
 MANAGED_PORT = 10000
@@ -63,8 +63,8 @@ def sku_families_text() -> str:
 def _sku_problem(sku_name: object) -> str | None:
     if isinstance(sku_name, str) and sku_name in SKUS:
         return None
-    hint = ""
-    if isinstance(sku_name, str):
+    hint = did_you_mean(sku_name, sorted(SKUS))
+    if isinstance(sku_name, str) and not hint:
         family = next((f for f in SKU_FAMILIES if sku_name.startswith(f)), None)
         if family is not None:
             sizes = ", ".join(f"{family[-1]}{s}" for s in SKU_FAMILIES[family])
@@ -73,6 +73,37 @@ def _sku_problem(sku_name: object) -> str | None:
         f"sku_name {sku_name!r} is not an Azure Managed Redis SKU{hint}; use one of the "
         f"families {sku_families_text()}"
     )
+
+
+def _check_modules(value: object, problems: list[str]) -> list[dict[str, str]]:
+    """The modules as ``{"name", "args"}`` dicts (a bare name is accepted, ``args: None``
+    means no arguments), reporting a non-list, bad items and duplicates into ``problems``."""
+    if not isinstance(value, (list, tuple)):
+        problems.append(not_a("modules", "a list", "['RedisJSON']", value))
+        return []
+    modules: list[dict[str, str]] = []
+    for index, module in enumerate(value):
+        if isinstance(module, str):
+            module = {"name": module}
+        name = module.get("name") if isinstance(module, dict) else None
+        args = module.get("args") if isinstance(module, dict) else None
+        if not isinstance(name, str) or not name.strip():
+            problems.append(
+                f"modules[{index}] must be a module name or a dict such as "
+                f"{{'name': 'RedisJSON', 'args': ''}}, not {module!r}"
+            )
+            continue
+        if args is not None and not isinstance(args, str):
+            problems.append(
+                f"modules[{index}] ({name}) args must be a string such as 'ERROR_RATE 0.01', "
+                f"not {args!r}"
+            )
+            continue
+        modules.append({"name": name.strip(), "args": args or ""})
+    names = [m["name"].lower() for m in modules]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(f"modules lists {name} more than once")
+    return modules
 
 
 @attrs.define
@@ -103,40 +134,23 @@ class ManagedRedisSpec:
 
         def choice(field: str, value: object, allowed: tuple[str, ...]) -> None:
             if value not in allowed:
-                problems.append(f"{field} {value!r} must be one of {', '.join(allowed)}")
+                hint = did_you_mean(value, allowed)
+                problems.append(f"{field} {value!r} must be one of {', '.join(allowed)}{hint}")
 
         choice("minimum_tls_version", self.minimum_tls_version, _TLS)
         choice("public_network_access", self.public_network_access, _ENABLED)
         choice("high_availability", self.high_availability, _ENABLED)
         choice("clustering_policy", self.clustering_policy, CLUSTERING_POLICIES)
         choice("eviction_policy", self.eviction_policy, EVICTION_POLICIES)
-        modules: list[dict[str, str]] = []
-        for index, module in enumerate(self.modules):
-            if isinstance(module, str):
-                module = {"name": module}
-            name = module.get("name") if isinstance(module, dict) else None
-            args = module.get("args", "") if isinstance(module, dict) else None
-            if not isinstance(name, str) or not name.strip():
-                problems.append(
-                    f"modules[{index}] must be a module name or {{'name': ..., 'args': ...}}"
-                )
-                continue
-            if not isinstance(args, str):
-                problems.append(f"modules[{index}] ({name}) args must be a string")
-                continue
-            modules.append({"name": name.strip(), "args": args or ""})
-        names = [m["name"].lower() for m in modules]
-        for name in sorted({n for n in names if names.count(n) > 1}):
-            problems.append(f"modules lists {name} more than once")
-        self.modules = modules
-        for key, value in self.tags.items():
-            if not isinstance(key, str) or not isinstance(value, str):
-                problems.append(f"tag {key!r} must map a string to a string")
-        self.zones = [str(z) for z in self.zones]
+        modules = _check_modules(self.modules, problems)
+        check_tags(self.tags, problems)
+        zones = check_zones(self.zones, problems)
         if problems:
             raise ConfigurationError(
                 f"{resource}: invalid Azure Managed Redis configuration: " + "; ".join(problems)
             )
+        self.modules = modules
+        self.zones = zones
 
     def to_dict(self) -> dict[str, Any]:
         """A plain, JSON-serialisable copy (for checksums and plans)."""
@@ -168,8 +182,9 @@ class ManagedRedisRequest:
         spec = ManagedRedisSpec(tags={TAG_RESOURCE_NAME: self.resource_name, TAG_APP: app_name})
         for callback in self.infrastructure_callbacks:
             callback(spec)
-        spec.tags[TAG_RESOURCE_NAME] = self.resource_name
-        spec.tags[TAG_APP] = app_name
+        if isinstance(spec.tags, dict):  # anything else: validate() says what to write
+            spec.tags[TAG_RESOURCE_NAME] = self.resource_name
+            spec.tags[TAG_APP] = app_name
         spec.validate(self.resource_name)
         return spec
 

@@ -548,15 +548,23 @@ class Provisioner:
                 raise
 
         doing = f"granting {DATA_CONTRIBUTOR} on {desired.azure_name}"
+
+        def state_of(assignment: Any) -> str:
+            return (getattr(assignment, "provisioning_state", "") or "").lower()
+
+        def grants(assignment: Any) -> bool:
+            """It is ours, done (an empty state is done: nothing is in progress)."""
+            return (
+                assignment is not None
+                and (assignment.object_id or "").lower() == principal.object_id.lower()
+                and assignment.access_policy_name == DATA_CONTRIBUTOR
+                and state_of(assignment) in ("succeeded", "")
+            )
+
         current = self._call(desired.resource_name, doing, get)
-        if (
-            current is not None
-            and (current.object_id or "").lower() == principal.object_id.lower()
-            and current.access_policy_name == DATA_CONTRIBUTOR
-            and (current.provisioning_state or "").lower() == "succeeded"
-        ):
+        if grants(current):
             return
-        if current is None or (current.provisioning_state or "").lower() == "succeeded":
+        if current is None or state_of(current) in ("succeeded", ""):
             self._status(desired.resource_name, f"Granting {DATA_CONTRIBUTOR} to {principal.alias}")
             body = models.RedisCacheAccessPolicyAssignment(
                 access_policy_name=DATA_CONTRIBUTOR,
@@ -570,13 +578,13 @@ class Provisioner:
                     desired.resource_group, desired.azure_name, name, body, polling=False
                 ).result(),
             )
-            if (getattr(created, "provisioning_state", "") or "").lower() == "succeeded":
+            if grants(created):
                 return
         start = time.monotonic()
         while True:
             current = self._call(desired.resource_name, doing, get)
-            state = (getattr(current, "provisioning_state", "") or "").lower()
-            if state == "succeeded":
+            state = state_of(current)
+            if state == "succeeded" or grants(current):
                 return
             if current is None or state in ("failed", "canceled", "deleted"):
                 raise ProvisioningError(
@@ -584,9 +592,12 @@ class Provisioner:
                     f"{state or 'missing'}; run again",
                     desired.resource_name,
                 )
-            if time.monotonic() - start > self.settings.provisioning_timeout:
+            elapsed = time.monotonic() - start
+            if elapsed > self.settings.provisioning_timeout:
                 raise ProvisioningTimeoutError(
-                    f"the access policy assignment on {desired.azure_name} is still {state}",
+                    f"the access policy assignment {name} on {desired.azure_name} is still "
+                    f"{state or 'not done'} after {format_elapsed(elapsed)}; run again to keep "
+                    "waiting (raise Azure:ProvisioningTimeoutMinutes to wait longer)",
                     desired.resource_name,
                 )
             self._sleep(self.settings.poll_interval)

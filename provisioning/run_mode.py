@@ -28,7 +28,8 @@ def provision_for_run(
     ``on_status(resource, text)`` receives progress such as ``"Provisioning (Creating, 3m12s)"``
     and ``"Provisioned"``. Raises :class:`provisioning.errors.ProvisioningError` (an
     ``ApphostError``) naming the failed resource and the reason, or ``ConfigurationError`` for
-    missing/invalid settings. A re-run with unchanged desired state makes one GET per cache.
+    missing/invalid settings. A re-run with unchanged desired state makes no write: one GET
+    per Azure Cache for Redis, two (cluster and database) per Azure Managed Redis.
 
     ``cancel`` (the app host's "stopping" event): once set, waiting stops within a poll and
     this raises :class:`provisioning.provisioner.ProvisioningCancelled`; the cache's state

@@ -12,6 +12,9 @@ missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v redis-benchmark >/dev/null 2>&1 || missing+=(redis-tools)
 command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+# Debian's Docker Compose (1.29, the v1 `docker-compose` command) runs the published app in
+# tests/publish/test_compose.py.
+command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "== installing ${missing[*]} (Debian packages)"
     $SUDO apt-get update -qq
@@ -32,6 +35,9 @@ echo "== python environment (.venv)"
 PY="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev,embedded,entraid,tracing]'
+# The offline stand-in for the Python base image (the .venv's interpreter with pip and
+# redis-py) and a Redis image with redis-cli, for the published Docker Compose app test.
+sh tests/support/build_python_image.sh
 
 echo "== ruff"
 .venv/bin/ruff check .

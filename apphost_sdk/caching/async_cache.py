@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from redis.exceptions import NoScriptError, ResponseError, WatchError
 
 from . import core
+from .deferred import PROBE_UNREACHABLE, DeferredAsyncRedis
 from .options import DistributedCacheEntryOptions
 from .shared import (
     ADD_ATTEMPTS,
@@ -19,6 +21,7 @@ from .shared import (
     CacheBase,
     Items,
     check_call,
+    coroutine_function,
     expiry_command,
     queue_write,
 )
@@ -41,9 +44,9 @@ class AsyncDistributedCache(CacheBase[AsyncRedisClient]):
     ) -> AsyncDistributedCache:
         """Open a cache from a StackExchange.Redis string or ``redis://`` URL (owns the client).
 
-        ``cluster`` None (default) asks the server once, now, whether it is a Redis Cluster
-        (Azure Managed Redis' OSSCluster policy) and opens the matching client; True or False
-        skip the question.
+        ``cluster`` None (default) asks the server once whether it is a Redis Cluster (Azure
+        Managed Redis' OSSCluster policy) with redis.asyncio, on the first call or ``async
+        with``, never blocking here; True or False skip the question.
         """
         from ..connection_strings import RedisConnectionOptions
         from .cluster import open_async_client
@@ -100,10 +103,45 @@ class AsyncDistributedCache(CacheBase[AsyncRedisClient]):
         return await self._client.execute_command("EVALSHA", sha, len(keys), *keys, *args)
 
     # -- reads ----------------------------------------------------------------------------
+    @coroutine_function
+    def get(self, key: str) -> Awaitable[bytes | None]:
+        """Return the value (``b""`` is a value), or None; slides a sliding entry's expiry."""
+        run = self._run_fast
+        tracer = self._tracer
+        if run is not None and key.__class__ is str and (tracer is None or not tracer.recording()):
+            # The fast path (settled client, scripting on, no span) when called on the loop
+            # the cache was last called on: nothing to check, one EVALSHA.
+            try:
+                loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
+            bound = self._loop
+            if loop is not None and bound is not None and bound() is loop:
+                try:
+                    k = self._prefix + key.encode()
+                except UnicodeEncodeError:
+                    pass  # the full path says what is wrong with the key
+                else:
+                    return self._get_fast(run, k)
+        return self._get(key)
+
+    async def _get_fast(self, run: Callable[..., Any], k: bytes) -> bytes | None:
+        """The fast path's EVALSHA, with the same NOSCRIPT and no-scripting fallbacks."""
+        try:
+            data: bytes | None = await run("EVALSHA", READ_SHA, 1, k, self._clock(), b"1")
+            return data
+        except NoScriptError:
+            return await self._load_and_eval(
+                core.READ_SCRIPT, READ_SHA, (k,), (self._clock(), b"1")
+            )
+        except ResponseError as exc:
+            self._scripting_failed(exc)
+            return await self._read_fallback(k, True)
+
     @check_call
     @traced_async("get", "EVALSHA")
-    async def get(self, key: str) -> bytes | None:
-        """Return the value (``b""`` is a value), or None; slides a sliding entry's expiry."""
+    async def _get(self, key: str) -> bytes | None:
+        """``get`` with the call checks, the span and the deferred client's settling."""
         k = self._key(key)
         if self._scripting:
             try:
@@ -267,6 +305,11 @@ class AsyncDistributedCache(CacheBase[AsyncRedisClient]):
             await self._client.aclose()
 
     async def __aenter__(self) -> AsyncDistributedCache:
+        """Ask a deferred client whether it talks to a cluster (a server still down is asked
+        again by the first call)."""
+        if isinstance(self._client, DeferredAsyncRedis):
+            with contextlib.suppress(*PROBE_UNREACHABLE):
+                await self._client.settle()
         return self
 
     async def __aexit__(self, *exc: object) -> None:

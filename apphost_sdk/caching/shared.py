@@ -6,8 +6,9 @@ import functools
 import hashlib
 import inspect
 import logging
+import types
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, cast
 
 import redis
 import redis.asyncio
@@ -17,6 +18,7 @@ from redis.exceptions import NoPermissionError, ResponseError
 
 from . import core
 from .core import READ_SCRIPT, WRITE_SCRIPT
+from .deferred import DeferredAsyncRedis, DeferredRedis, settled_client
 from .options import DistributedCacheEntryOptions
 from .tracing import CacheTracer
 
@@ -30,6 +32,8 @@ __all__ = [
     "RedisClient",
     "check_call",
     "check_client",
+    "coroutine_function",
+    "direct_execute",
     "expiry_command",
     "is_cluster",
     "items_of",
@@ -104,8 +108,36 @@ def check_client(client: Any) -> None:
 
 
 def is_cluster(client: Any) -> bool:
-    """Whether ``client`` is a Redis Cluster client (multi-key scripts would cross slots)."""
-    return isinstance(client, (redis.cluster.RedisCluster, redis.asyncio.cluster.RedisCluster))
+    """Whether ``client`` is (or, deferred, forwards to) a Redis Cluster client: multi-key
+    scripts would cross slots."""
+    return isinstance(
+        settled_client(client), (redis.cluster.RedisCluster, redis.asyncio.cluster.RedisCluster)
+    )
+
+
+def direct_execute(client: Any) -> Callable[..., Any] | None:
+    """The ``execute_command`` a settled client's commands end in, for the caches' fast path:
+    a deferred client's forwarding (and its settled check) is skipped once it knows whether it
+    talks to a cluster. None while a deferred client has not asked the server yet."""
+    if isinstance(client, (DeferredRedis, DeferredAsyncRedis)):
+        if not client._settled:
+            return None
+        target = client.apphost_cluster_client
+        if target is not None:
+            return cast(Callable[..., Any], target.execute_command)
+        base = redis.Redis if isinstance(client, DeferredRedis) else redis.asyncio.Redis
+        return types.MethodType(base.execute_command, client)
+    return cast(Callable[..., Any], client.execute_command)
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def coroutine_function(func: _F) -> _F:
+    """Mark a plain function returning a coroutine as a coroutine function for
+    ``inspect.iscoroutinefunction`` (Python 3.12+; a no-op before)."""
+    mark = getattr(inspect, "markcoroutinefunction", None)
+    return cast(_F, mark(func)) if mark is not None else func
 
 
 ClientT = TypeVar("ClientT")
@@ -117,18 +149,39 @@ _C = TypeVar("_C", bound="CacheBase[Any]")
 def check_call(func: Callable[Concatenate[_C, _P], _R]) -> Callable[Concatenate[_C, _P], _R]:
     """Run the instance's ``_check_call`` when the method is called, before its body: for
     the async twin that is before a coroutine exists, so a call that could never be awaited
-    (from a sync endpoint's worker thread) is an error at once rather than a silent no-op."""
-    name = func.__name__
+    (from a sync endpoint's worker thread) is an error at once rather than a silent no-op.
+
+    A method named ``_get`` (the full path behind a fast public ``get``) reports as ``get``.
+    Once the client is settled, the instance's fast path is switched on (``_update_fast``).
+    """
+    name = func.__name__.lstrip("_")
 
     @functools.wraps(func)
     def call(self: _C, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         self._check_call(name)
+        client = self._client
+        if self._run_fast is None:
+            if isinstance(client, DeferredRedis):
+                client.settle()  # the body reads ``_cluster`` before its first command
+            elif isinstance(client, DeferredAsyncRedis) and not client.settled:
+                return cast(_R, _settled_then(self, client, func(self, *args, **kwargs)))
+            self._update_fast()
         return func(self, *args, **kwargs)
 
-    mark = getattr(inspect, "markcoroutinefunction", None)  # Python 3.12+
-    if mark is not None and inspect.iscoroutinefunction(func):
-        mark(call)  # still a coroutine function to inspect.iscoroutinefunction()
+    if inspect.iscoroutinefunction(func):
+        coroutine_function(call)  # still a coroutine function to inspect.iscoroutinefunction()
     return call
+
+
+async def _settled_then(cache: CacheBase[Any], client: DeferredAsyncRedis, body: Any) -> Any:
+    """Await ``body`` once ``client`` knows whether it talks to a cluster."""
+    try:
+        await client.settle()
+    except BaseException:
+        body.close()  # never awaited: no "coroutine was never awaited" warning
+        raise
+    cache._update_fast()
+    return await body
 
 
 class CacheBase(Generic[ClientT]):
@@ -153,13 +206,33 @@ class CacheBase(Generic[ClientT]):
         self._clock = clock
         self._owns_client = owns_client
         self._scripting = True
-        self._cluster = is_cluster(client)
+        self._update_fast()
+
+    #: Where ``get``'s fast path sends its EVALSHA (the settled client's ``execute_command``),
+    #: or None while calls need the full path: a deferred client not settled yet, scripting
+    #: refused, a view with call checks. The tracer is asked per call (it may start recording).
+    _run_fast: Callable[..., Any] | None = None
+
+    def _fast_path_allowed(self) -> bool:
+        """Whether ``get`` may skip the call checks (the twins add their own conditions)."""
+        return self._scripting
+
+    def _update_fast(self) -> None:
+        """Switch ``get``'s fast path on or off after the client settled or a switch moved."""
+        self._run_fast = direct_execute(self._client) if self._fast_path_allowed() else None
+
+    @property
+    def _cluster(self) -> bool:
+        """Whether the client is a Redis Cluster client (asked anew: a deferred client learns
+        it on first use)."""
+        return is_cluster(self._client)
 
     @property
     def client(self) -> ClientT:
         """The underlying redis-py client (``redis.Redis`` or ``redis.asyncio.Redis``, or
-        their ``RedisCluster`` twins against a Redis Cluster)."""
-        return self._client
+        their ``RedisCluster`` twins against a Redis Cluster, also once a deferred client
+        has learnt that it talks to one)."""
+        return cast(ClientT, settled_client(self._client))
 
     @property
     def instance_name(self) -> str:
@@ -212,3 +285,4 @@ class CacheBase(Generic[ClientT]):
             raise exc
         _log.debug("Lua scripting unavailable (%s); using the script-free commands", exc)
         self._scripting = False
+        self._run_fast = None

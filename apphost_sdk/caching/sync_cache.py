@@ -47,8 +47,8 @@ class DistributedCache(CacheBase[RedisClient]):
         """Open a cache from a StackExchange.Redis string or ``redis://`` URL (owns the client).
 
         ``cluster`` None (default) asks the server once, now, whether it is a Redis Cluster
-        (Azure Managed Redis' OSSCluster policy) and opens the matching client; True or False
-        skip the question.
+        (Azure Managed Redis' OSSCluster policy) and opens the matching client (when Redis is
+        not reachable yet, the first call asks); True or False skip the question.
         """
         from ..connection_strings import RedisConnectionOptions
         from .cluster import open_client
@@ -69,7 +69,11 @@ class DistributedCache(CacheBase[RedisClient]):
         request; ``hint`` says what to use there instead."""
         view = copy.copy(self)
         view._event_loop_hint = hint
+        view._update_fast()  # the view checks every call: no fast path
         return view
+
+    def _fast_path_allowed(self) -> bool:
+        return self._scripting and self._event_loop_hint is None
 
     def _check_call(self, operation: str) -> None:
         if self._event_loop_hint is None:
@@ -99,10 +103,31 @@ class DistributedCache(CacheBase[RedisClient]):
         return self._client.execute_command("EVALSHA", sha, len(keys), *keys, *args)
 
     # -- reads ----------------------------------------------------------------------------
-    @check_call
-    @traced("get", "EVALSHA")
     def get(self, key: str) -> bytes | None:
         """Return the value (``b""`` is a value), or None; slides a sliding entry's expiry."""
+        run = self._run_fast
+        tracer = self._tracer
+        if run is not None and key.__class__ is str and (tracer is None or not tracer.recording()):
+            # The fast path (settled client, scripting on, no call checks, no span): the
+            # same EVALSHA as ``_get`` with nothing else around it.
+            try:
+                k = self._prefix + key.encode()
+            except UnicodeEncodeError:
+                return self._get(key)  # the full path says what is wrong with the key
+            try:
+                data: bytes | None = run("EVALSHA", READ_SHA, 1, k, self._clock(), b"1")
+                return data
+            except NoScriptError:
+                return self._load_and_eval(core.READ_SCRIPT, READ_SHA, (k,), (self._clock(), b"1"))
+            except ResponseError as exc:
+                self._scripting_failed(exc)
+                return self._read_fallback(k, True)
+        return self._get(key)
+
+    @check_call
+    @traced("get", "EVALSHA")
+    def _get(self, key: str) -> bytes | None:
+        """``get`` with the call checks, the span and the deferred client's settling."""
         k = self._key(key)
         if self._scripting:
             try:

@@ -27,6 +27,9 @@ COMMANDS_HELP = """commands:
   plan APPHOST.py        show which Azure resources would be created, updated or left alone
   provision APPHOST.py   provision the app's Azure resources and print their outputs
   destroy APPHOST.py     delete the Azure resources this app created
+  publish APPHOST.py -o DIR
+                         write the app's deployment files (an Aspire manifest with Bicep
+                         modules, or with --publisher docker-compose a Compose app)
 """
 
 EPILOG = """`apphost COMMAND --help` shows a command's options. Other --Key=Value or --Key Value
@@ -257,6 +260,39 @@ def cmd_down(ns: argparse.Namespace, rest: list[str]) -> int:
     return 0
 
 
+def cmd_publish(ns: argparse.Namespace, rest: list[str]) -> int:
+    """``apphost publish APPHOST.py -o DIR [--publisher P]``: run the app host in publish mode
+    and write its files; nothing is started or provisioned."""
+    from ..publishing.publish import check_publisher, output_target, publish
+
+    publisher = check_publisher(ns.publisher)
+    if ns.output is None:
+        raise ApphostError("give the output folder with -o DIR (or --output-path DIR)")
+    output_target(ns.output, publisher)  # a bad path fails before the app host runs
+    app_host = _app_host(ns.apphost)
+    written: list[Path] = []
+
+    def command(app: Any) -> int:
+        written.extend(publish(app, ns.output, publisher))
+        return 0
+
+    # The builder reads these as configuration: it is then in publish mode, as under
+    # ``python apphost.py --publisher P --output-path DIR`` (the user's own arguments first).
+    mode = [f"--publisher={publisher}", f"--output-path={ns.output}"]
+    try:
+        code = _with_model(app_host, command, [*rest, *mode])
+    except ApphostError:
+        raise
+    except Exception as exc:  # the app host file's own error (syntax, exception)
+        from .background import describe_failure
+
+        message = describe_failure(exc, app_host).removeprefix("apphost: ")
+        raise ApphostError(message) from None
+    for path in written:
+        print(f"wrote {path}")
+    return code
+
+
 class UsageError(Exception):
     """Bad arguments to ``apphost plan | provision | destroy``: one line on stderr, exit 2."""
 
@@ -417,6 +453,31 @@ def build_parser() -> _Parser:
 
     p = _add_azure_parser(parser, sub, "destroy", "delete the Azure resources this app created")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+    # -o and --publisher are checked by cmd_publish (exit 1 naming the fix), not by argparse.
+    p = _add_parser(
+        parser,
+        sub,
+        "publish",
+        "write the app's deployment files into a folder; nothing is started or provisioned",
+        epilog=CONFIG_EPILOG,
+        one_line_errors=True,
+    )
+    p.add_argument("apphost", metavar="APPHOST.py", help=app_host_help)
+    p.add_argument(
+        "-o",
+        "--output-path",
+        dest="output",
+        metavar="DIR",
+        help="the output folder (created); a path ending in .json names the manifest file",
+    )
+    p.add_argument(
+        "--publisher",
+        default="manifest",
+        metavar="manifest|docker-compose",
+        help="manifest: aspire-manifest.json and Bicep modules (default); docker-compose: "
+        "docker-compose.yaml and .env",
+    )
     return parser
 
 
@@ -428,11 +489,12 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, list[str]], int]] = {
     "plan": _azure("plan"),
     "provision": _azure("provision"),
     "destroy": _azure("destroy"),
+    "publish": cmd_publish,
 }
 
 
 #: Commands whose unrecognised arguments are configuration for the app host.
-TAKES_CONFIGURATION = frozenset({"run", "start", "plan", "provision", "destroy"})
+TAKES_CONFIGURATION = frozenset({"run", "start", "plan", "provision", "destroy", "publish"})
 HELP_FLAGS = frozenset({"-h", "--help"})
 
 

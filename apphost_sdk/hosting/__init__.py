@@ -10,6 +10,7 @@ from .builder import Host, HostApplicationBuilder
 from .emulator_credential import EmulatorTokenCredential
 from .health import HealthCheckResult, HealthChecks, HealthReport, HealthStatus
 from .health_http import asgi_health, wsgi_health
+from .output_cache import OutputCacheMiddleware, output_cache, register_output_cache
 from .redis_integration import RedisRegistration
 from .redis_settings import RedisSettings
 from .services import ServiceRegistry
@@ -22,9 +23,12 @@ __all__ = [
     "HealthStatus",
     "Host",
     "HostApplicationBuilder",
+    "OutputCacheMiddleware",
     "RedisRegistration",
     "RedisSettings",
     "ServiceRegistry",
     "asgi_health",
+    "output_cache",
+    "register_output_cache",
     "wsgi_health",
 ]

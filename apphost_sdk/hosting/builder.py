@@ -13,8 +13,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..caching.hybrid_core import HybridCacheOptions
+from ..caching.serializers import Serializer
 from ..configuration import Configuration, load_layered
 from .health import HealthChecks
+from .hybrid_registration import register_hybrid_cache
+from .output_cache import register_output_cache
 from .redis_integration import (
     ConfigureOptions,
     ConfigureSettings,
@@ -149,6 +153,77 @@ class HostApplicationBuilder:
             name,
             keyed=True,
             cache=True,
+            configure_settings=configure_settings,
+            configure_options=configure_options,
+        )
+
+    def add_redis_hybrid_cache(
+        self,
+        connection_name: str,
+        configure_settings: ConfigureSettings | None = None,
+        configure_options: ConfigureOptions | None = None,
+        *,
+        options: HybridCacheOptions | None = None,
+        serializer: Serializer | None = None,
+    ) -> RedisRegistration:
+        """Register ``HybridCache`` and ``AsyncHybridCache`` (a local L1 over this Redis as L2,
+        invalidated across processes), and the distributed caches, unkeyed."""
+        return register_hybrid_cache(
+            self,
+            connection_name,
+            keyed=False,
+            options=options,
+            serializer=serializer,
+            configure_settings=configure_settings,
+            configure_options=configure_options,
+        )
+
+    def add_keyed_redis_hybrid_cache(
+        self,
+        name: str,
+        configure_settings: ConfigureSettings | None = None,
+        configure_options: ConfigureOptions | None = None,
+        *,
+        options: HybridCacheOptions | None = None,
+        serializer: Serializer | None = None,
+    ) -> RedisRegistration:
+        """Register the hybrid caches under the key ``name`` (``services.get_keyed``)."""
+        return register_hybrid_cache(
+            self,
+            name,
+            keyed=True,
+            options=options,
+            serializer=serializer,
+            configure_settings=configure_settings,
+            configure_options=configure_options,
+        )
+
+    def add_redis_output_cache(
+        self,
+        connection_name: str,
+        configure_settings: ConfigureSettings | None = None,
+        configure_options: ConfigureOptions | None = None,
+    ) -> RedisRegistration:
+        """Register a ``RedisOutputCacheStore`` (and the clients) for ``OutputCacheMiddleware``
+        (Aspire's ``AddRedisOutputCache``)."""
+        return register_output_cache(
+            self,
+            connection_name,
+            configure_settings=configure_settings,
+            configure_options=configure_options,
+        )
+
+    def add_keyed_redis_output_cache(
+        self,
+        name: str,
+        configure_settings: ConfigureSettings | None = None,
+        configure_options: ConfigureOptions | None = None,
+    ) -> RedisRegistration:
+        """Register the output-cache store under the key ``name`` (middleware: ``key=name``)."""
+        return register_output_cache(
+            self,
+            name,
+            keyed=True,
             configure_settings=configure_settings,
             configure_options=configure_options,
         )

@@ -34,6 +34,9 @@ CREDENTIAL_SOURCE_KEY = "Azure:CredentialSource"
 ENDPOINT_KEY = "Azure:ResourceManagerEndpoint"
 TOKEN_PATH = "/_emulator/token"
 
+#: urllib without proxies: HTTP(S)_PROXY must never divert calls to the loopback emulator.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
 
 class EmulatorTokenError(ApphostError):
     """The emulator's token endpoint could not be reached or answered something unusable."""
@@ -98,7 +101,7 @@ class EmulatorTokenCredential:
             method="POST",
         )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with _OPENER.open(request, timeout=self.timeout) as response:
                 payload = json.loads(response.read())
         except urllib.error.HTTPError as exc:
             raise EmulatorTokenError(

@@ -23,6 +23,13 @@ from ..caching.cluster import (
     create_async_cluster_client,
     create_cluster_client,
     probe_cluster_enabled,
+    probe_cluster_enabled_async,
+)
+from ..caching.deferred import (
+    PROBE_UNREACHABLE,
+    DeferredAsyncRedis,
+    DeferredRedis,
+    cluster_delegate,
 )
 from ..caching.shared import AsyncRedisClient, RedisClient
 from ..caching.tracing import CacheTracer, create_tracer
@@ -163,31 +170,61 @@ class RedisRegistration:
     def cluster_enabled(self) -> bool:
         """Whether clients of this connection are Redis Cluster clients (see ``ClusterMode``).
 
-        ``auto`` asks the server once (connection errors propagate, so the next client
-        creation asks again); ``standalone`` checks once where it can and refuses a cluster
-        node, naming the setting. The answer is kept for the registration's lifetime.
+        ``auto`` asks the server once (connection errors propagate, so the next question asks
+        again); ``standalone`` checks once where it can and refuses a cluster node, naming the
+        setting. The answer is kept for the registration's lifetime. Blocking: on an event
+        loop use ``cluster_enabled_async``.
         """
         if self._cluster is not None:
             return self._cluster
         with self._cluster_lock:
             if self._cluster is None:
-                self._cluster = self._decide_cluster()
+                self._cluster = self._decide_cluster(self._fixed_mode() or self._probe())
             return self._cluster
 
     async def cluster_enabled_async(self) -> bool:
-        """``cluster_enabled`` without blocking the event loop (the probe runs in a thread)."""
+        """``cluster_enabled`` without blocking the event loop: a redis.asyncio probe, or a
+        worker thread under Entra ID (fetching a token blocks)."""
         if self._cluster is not None:
             return self._cluster
-        return await asyncio.to_thread(self.cluster_enabled)
+        if self.uses_entra_id:
+            return await asyncio.to_thread(self.cluster_enabled)
+        fixed = self._fixed_mode()
+        answer = self._decide_cluster(fixed if fixed is not None else await self._probe_async())
+        self._cluster = answer
+        return answer
 
-    def _decide_cluster(self) -> bool:
+    def _fixed_mode(self) -> Callable[[], bool] | None:
+        """The answer without asking (Sentinel, ``ClusterMode=cluster``), else None."""
         mode = self.settings.cluster_mode
         if self.options.service_name or mode == "cluster":
-            return mode == "cluster" and not self.options.service_name
-        if mode == "auto":
-            return probe_cluster_enabled(self._probe_kwargs())
+            fixed = mode == "cluster" and not self.options.service_name
+            return lambda: fixed
+        return None
+
+    def _probe(self) -> Callable[[], bool]:
+        return lambda: probe_cluster_enabled(self._probe_kwargs())
+
+    async def _probe_async(self) -> Callable[[], bool]:
+        """The redis.asyncio probe's outcome, as ``_decide_cluster`` takes it."""
         try:
-            clustered = probe_cluster_enabled(self._probe_kwargs())
+            clustered = await probe_cluster_enabled_async(self._base_kwargs(True))
+        except Exception as exc:
+            failure = exc
+
+            def fail() -> bool:
+                raise failure
+
+            return fail
+        return lambda: clustered
+
+    def _decide_cluster(self, ask: Callable[[], bool]) -> bool:
+        """``ask()`` (the server's answer, or a fixed one), checked against ``ClusterMode``."""
+        mode = self.settings.cluster_mode
+        if self.options.service_name or mode != "standalone":
+            return ask()
+        try:
+            clustered = ask()
         except Exception as exc:  # best effort: an unreachable server stays lazy, as before
             _log.debug("Redis %s: cluster check skipped (%s)", self.name, type(exc).__name__)
             return False
@@ -225,31 +262,55 @@ class RedisRegistration:
                 redis.Redis,
                 _sentinel_master(self.options, self.redis_kwargs(), redis.sentinel.Sentinel),
             )
-        if self.cluster_enabled():
-            return create_cluster_client(
-                self.options,
-                self.redis_kwargs(),
-                where=self._where,
-                not_a_cluster=(
-                    f"Redis connection {self.name!r} is configured with ClusterMode=cluster but "
-                    f"the server is not a Redis Cluster: set {SECTION}:{self.name}:ClusterMode "
-                    "to auto or standalone"
-                ),
+        try:
+            clustered = self.cluster_enabled()
+        except PROBE_UNREACHABLE as exc:  # ClusterMode=auto and Redis is not up (yet)
+            _log.warning(
+                "Redis %s is not reachable yet (%s): whether it is a Redis Cluster is asked on "
+                "the client's first command",
+                self.name,
+                type(exc).__name__,
             )
-        return redis.Redis(**self.redis_kwargs())
+            return DeferredRedis(
+                decide=self.cluster_enabled, open_cluster=self._open_cluster, **self.redis_kwargs()
+            )
+        return self._open_cluster() if clustered else redis.Redis(**self.redis_kwargs())
+
+    def _open_cluster(self) -> redis.cluster.RedisCluster:
+        return create_cluster_client(
+            self.options,
+            self.redis_kwargs(),
+            where=self._where,
+            not_a_cluster=(
+                f"Redis connection {self.name!r} is configured with ClusterMode=cluster but "
+                f"the server is not a Redis Cluster: set {SECTION}:{self.name}:ClusterMode "
+                "to auto or standalone"
+            ),
+        )
 
     def create_async_client(self) -> AsyncRedisClient:
-        """A new asyncio client, chosen as ``create_client`` does. The first call may ask the
-        server (blocking, once); ``cache_lifespan`` asks beforehand without blocking."""
+        """A new asyncio client, chosen as ``create_client`` does, never asking the server
+        here: when the answer is not known yet (``cache_lifespan`` and the async health check
+        ask beforehand, without blocking) it is a ``DeferredAsyncRedis`` whose first command
+        awaits ``cluster_enabled_async``."""
+        kwargs = self.redis_kwargs(for_async=True)
         if self.options.service_name:
             from redis.asyncio.sentinel import Sentinel
 
-            kwargs = self.redis_kwargs(for_async=True)
             return cast(aioredis.Redis, _sentinel_master(self.options, kwargs, Sentinel))
-        if self.cluster_enabled():
-            kwargs = self.redis_kwargs(for_async=True)
+        fixed = self._fixed_mode()
+        clustered = self._cluster if fixed is None else fixed()
+        if clustered is None:
+            return DeferredAsyncRedis(
+                decide=self.cluster_enabled_async,
+                open_cluster=lambda: create_async_cluster_client(
+                    self.options, kwargs, where=self._where
+                ),
+                **kwargs,
+            )
+        if clustered:
             return create_async_cluster_client(self.options, kwargs, where=self._where)
-        return aioredis.Redis(**self.redis_kwargs(for_async=True))
+        return aioredis.Redis(**kwargs)
 
     def tracer(self) -> CacheTracer | None:
         """A span factory for this connection, or None (tracing disabled or not installed)."""
@@ -372,12 +433,23 @@ def _register_clients(builder: HostApplicationBuilder, registration: RedisRegist
 
     def cluster_client(s: Any) -> redis.cluster.RedisCluster:
         client: object = s.resolve(redis.Redis, key)
+        if isinstance(client, DeferredRedis):
+            client = client.settle()  # asks the server now (its connection errors propagate)
         if not isinstance(client, redis.cluster.RedisCluster):
             raise LookupError(_not_a_cluster(registration))
         return client
 
     def async_cluster_client(s: Any) -> aiocluster.RedisCluster:
         client: object = s.resolve(aioredis.Redis, key)
+        if isinstance(client, DeferredAsyncRedis):
+            if not client.settled:
+                raise LookupError(
+                    f"Redis connection {registration.name!r} has not told yet whether it is a "
+                    "Redis Cluster (ClusterMode=auto): await "
+                    "RedisRegistration.cluster_enabled_async() (cache_lifespan does) before "
+                    "resolving redis.asyncio.cluster.RedisCluster, or resolve redis.asyncio.Redis"
+                )
+            client = cluster_delegate(client) or client
         if not isinstance(client, aiocluster.RedisCluster):
             raise LookupError(_not_a_cluster(registration))
         return client

@@ -41,6 +41,15 @@ class RedisSettings:
     plain Redis); ``cluster`` always uses the cluster client; ``standalone`` always a plain
     client, and refuses a server that turns out to be a cluster node (a plain client would
     meet MOVED replies there).
+
+    Under ``auto`` resolving a client never fails because Redis is not up yet, and never
+    blocks an event loop: when the answer is not known, the blocking client (after one failed
+    attempt) and the asyncio client (always, without trying) are deferred clients
+    (``apphost_sdk.caching.deferred``) that ask on their first command, the asyncio one with
+    redis.asyncio. Until Redis answers, commands raise its connection errors, as a plain
+    client would; once it does, they go to a plain or a cluster client accordingly, so a
+    service started before Redis works once Redis is up. ``cache_lifespan`` and the async
+    health check ask beforehand, so asyncio clients resolved after them are the final type.
     """
 
     connection_string: str | None = attrs.field(default=None, repr=False)

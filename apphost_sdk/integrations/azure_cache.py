@@ -16,6 +16,7 @@ from ..errors import ApphostError
 from ..model.annotations import ProvisionedConnection, ProvisioningAnnotation, RunAsAnnotation
 from ..model.arguments import optional_str, require_callable, require_str, short_repr, wrong_value
 from ..model.connection import RedisEndpoint
+from ..model.names import env_prefix
 from ..model.resources import Resource
 from ..model.values import ProvisionContext
 from .azure_data_plane import CachePinger, emulator_environment
@@ -23,11 +24,25 @@ from .redis import RedisResource
 
 if TYPE_CHECKING:
     from ..model.builder import DistributedApplicationBuilder
+    from ..publishing.context import PublishContext
 
 # Azure's rule for a resource group name.
 _RESOURCE_GROUP = re.compile(r"^[-\w.()]{0,89}[-\w()]$")
 
 _Self = TypeVar("_Self", bound="AzureCacheResource")
+
+
+def _import_bicep() -> Any:
+    """``provisioning.bicep``, imported only when publishing (as provisioning is only
+    imported when the app host provisions), or an error saying what is missing."""
+    try:
+        import provisioning.bicep as bicep
+    except ImportError as exc:
+        raise ApphostError(
+            f"publishing Azure Redis needs the provisioning package ({exc}); install "
+            "apphost-sdk with its provisioning package"
+        ) from None
+    return bicep
 
 
 class AzureCacheResource(Resource):
@@ -115,6 +130,28 @@ class AzureCacheResource(Resource):
         )
         self.infrastructure_callbacks.append(callback)
         return self
+
+    # -- publishing -----------------------------------------------------------------------
+    def publish_manifest(self, context: PublishContext) -> dict[str, dict[str, Any]]:
+        """The manifest entries (this cache, then its Key Vault or its roles module) as
+        Aspire 13 writes them; the Bicep modules go to ``context.files``.
+        ``run_as_container()`` does not matter here: publish writes the Azure resource, as
+        Aspire does. The app-name tag of run mode is not written, so any name serves."""
+        publication = _import_bicep().publish_azure_redis(self.to_azure_request(), "app")
+        for path, text in publication.files.items():
+            context.add_file(path, text)
+        return dict(publication.entries)
+
+    def manifest_reference_environment(
+        self, connection_name: str, context: PublishContext
+    ) -> dict[str, str]:
+        """What a reference injects, as manifest expressions: ``ConnectionStrings__{c}``,
+        ``{C}_HOST``, ``{C}_PORT``, ``{C}_URI`` (and ``{C}_PASSWORD`` with access keys)."""
+        bicep = _import_bicep()
+        request = self.to_azure_request()
+        return dict(
+            bicep.reference_environment(request, connection_name, env_prefix(connection_name))
+        )
 
     # -- provisioning ---------------------------------------------------------------------
     def to_azure_request(self) -> Any:

@@ -53,7 +53,9 @@ def emulator_ca_file(configuration: Any) -> str | None:
     with _DISCOVERED_LOCK:
         if endpoint not in _DISCOVERED:
             try:
-                with urllib.request.urlopen(f"{endpoint}/_emulator/info", timeout=5) as reply:
+                # Straight to the loopback emulator: never through an HTTP(S)_PROXY.
+                direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+                with direct.open(f"{endpoint}/_emulator/info", timeout=5) as reply:
                     info = json.loads(reply.read())
                 ca_file = info.get("dataPlane", {}).get("caFile")
                 _DISCOVERED[endpoint] = str(ca_file) if ca_file else None
@@ -126,6 +128,8 @@ class CachePinger:
 
     def _connect(self) -> Any:
         import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
 
         kwargs: dict[str, Any] = {
             "host": self._host,
@@ -133,6 +137,8 @@ class CachePinger:
             "ssl": True,
             "socket_timeout": PING_TIMEOUT,
             "socket_connect_timeout": PING_TIMEOUT,
+            # One attempt per check: the health loop is the retry, and reports each failure.
+            "retry": Retry(NoBackoff(), 0),
         }
         ca_file = emulator_ca_file(self._configuration)
         if ca_file and _is_loopback(self._host):

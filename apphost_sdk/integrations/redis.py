@@ -16,7 +16,7 @@ import socket
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -50,6 +50,7 @@ from ..model.values import HealthProbeContext, ProcessContext, ReferenceContext
 
 if TYPE_CHECKING:
     from ..model.builder import DistributedApplicationBuilder
+    from ..publishing.context import PublishContext
 
 DEFAULT_REDIS_IMAGE = "docker.io/library/redis"
 DEFAULT_REDIS_TAG = "8.6"
@@ -280,6 +281,58 @@ class RedisResource(ContainerResource):
 
         add_redis_tool(self, "commander", configure)
         return self
+
+    # -- publish ------------------------------------------------------------------------------
+    def publish_manifest(self, context: PublishContext) -> dict[str, dict[str, Any]]:
+        """Aspire's manifest entries: the ``container.v0`` (with the same ``/bin/sh -c``
+        arguments and ``REDIS_PASSWORD`` as in run mode), then a generated password as a
+        ``parameter.v0`` with a ``generate`` default, and its URI-encoded form."""
+        from ..publishing.context import ManifestExpressions as X
+        from ..publishing.manifest import container_entry, parameter_entry
+
+        entry = container_entry(self, context, self._manifest_connection_string())
+        pw = self.password
+        entries: dict[str, dict[str, Any]] = {self.name: entry}
+        if pw is not None:
+            if pw is self._generated_password:
+                entries[pw.name] = parameter_entry(pw)
+            entries[f"{pw.name}-uri-encoded"] = {
+                "type": "annotated.string",
+                "value": X.expr_param(pw.name),
+                "filter": "uri",
+            }
+        return entries
+
+    def _manifest_connection_string(self) -> str:
+        from ..publishing.context import ManifestExpressions as X
+
+        host = X.expr_binding(self.name, "tcp", "host")
+        port = X.expr_binding(self.name, "tcp", "port")
+        pw = self.password
+        return f"{host}:{port}" + (f",password={X.expr_param(pw.name)}" if pw else "")
+
+    def manifest_reference_environment(
+        self, connection_name: str, context: PublishContext
+    ) -> dict[str, str]:
+        """The run-mode variables of a reference, as manifest expressions."""
+        from ..model.names import env_prefix
+        from ..publishing.context import ManifestExpressions as X
+
+        prefix = env_prefix(connection_name)
+        host = X.expr_binding(self.name, "tcp", "host")
+        port = X.expr_binding(self.name, "tcp", "port")
+        scheme = X.expr_binding(self.name, "tcp", "scheme")
+        pw = self.password
+        auth = f":{X.expr_param(f'{pw.name}-uri-encoded')}@" if pw is not None else ""
+        env = {
+            f"ConnectionStrings__{connection_name}": X.expr_connection_string(self.name),
+            f"{prefix}_HOST": host,
+            f"{prefix}_PORT": port,
+            f"{prefix}_URI": f"{scheme}://{auth}{host}:{port}",
+        }
+        if pw is not None:
+            env[f"{prefix}_PASSWORD"] = X.expr_param(pw.name)
+        return env
 
     # -- what the annotations compute at start time -------------------------------------------
     def server_arguments(self) -> list[str]:

@@ -29,12 +29,16 @@ class RedisInsightResource(ContainerResource):
     """Redis Insight, preconfigured with every Redis of the app (``RI_REDIS_*`` variables)."""
 
     kind = "redis-insight"
+    #: A developer tool: left out of published artifacts, as Aspire does.
+    exclude_from_manifest = True
 
 
 class RedisCommanderResource(ContainerResource):
     """Redis Commander, preconfigured with every Redis of the app (``REDIS_HOSTS``)."""
 
     kind = "redis-commander"
+    #: A developer tool: left out of published artifacts, as Aspire does.
+    exclude_from_manifest = True
 
 
 def app_redis_resources(any_resource: RedisResource) -> list[RedisResource]:

@@ -310,6 +310,8 @@ def _value_problems(builder: DistributedApplicationBuilder) -> list[str]:
     for r in builder.resources:
         required.update(id(p) for p in _parameters_used_by(r))
     problems += _secret_problems(builder)
+    if builder.execution_context.is_publish_mode:
+        return problems  # the deployer supplies them: manifest parameter inputs, .env variables
     for r in builder.resources:
         if (
             isinstance(r, ConnectionStringResource)

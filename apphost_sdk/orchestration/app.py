@@ -120,7 +120,8 @@ class DistributedApplication:
             raise ApphostError("this application is already started; call stop() first")
         if not self.execution_context.is_run_mode:
             raise ApphostError(
-                "publish mode is not available yet; run without --publisher to run the app"
+                "this app host is in publish mode (--publisher is set), which writes files and "
+                "starts nothing: call run() to publish, or remove --publisher to start the app"
             )
         # One app host per app: the run lock, before anything starts or is written. It is held
         # until run() ends, the app is garbage-collected, or the process exits.
@@ -251,12 +252,17 @@ class DistributedApplication:
             and Path(argv[0]).resolve() == self.builder.app_host_path
         ):
             print(
-                f"usage: python {argv[0]} [-h] [--Key=Value | --Key Value ...]\n\n"
+                f"usage: python {argv[0]} [-h] [--publisher manifest|docker-compose "
+                "--output-path DIR] [--Key=Value | --Key Value ...]\n\n"
                 "Run the app in the foreground until Ctrl-C (exit 130) or SIGTERM (exit 0); the "
-                "same as `apphost run`.\nOther options are configuration for the app host "
-                "(--Key=Value or --Key Value).\nSee `apphost --help` for the other commands."
+                "same as `apphost run`.\nWith --publisher, write the app's deployment files "
+                "into DIR instead and exit (the same as `apphost publish`).\nOther options are "
+                "configuration for the app host (--Key=Value or --Key Value).\nSee "
+                "`apphost --help` for the other commands."
             )
             raise SystemExit(0)
+        if self.execution_context.is_publish_mode:
+            raise SystemExit(self._publish())
         stop_requested = threading.Event()
         signals: list[int] = []
         starting = True
@@ -303,6 +309,28 @@ class DistributedApplication:
         # Ctrl-C: 130, as shells report an interrupted command; SIGTERM (`apphost stop`, a
         # supervisor) asks for a clean stop, which this was: 0.
         raise SystemExit(130 if signal.SIGINT in signals else 0)
+
+    def _publish(self) -> int:
+        """Publish mode (``--publisher P --output-path DIR``): write the files, list them and
+        return the exit code (1 with one line naming the fix when publishing fails)."""
+        from ..publishing import check_publisher, publish
+
+        publisher = self.configuration.get_str("publisher") or ""
+        output = self.configuration.get_str("output-path")
+        try:
+            check_publisher(publisher)
+            if not output:
+                raise ApphostError(
+                    f"publishing needs an output folder: add --output-path DIR after "
+                    f"--publisher {publisher}"
+                )
+            written = publish(self, output, publisher)
+        except ApphostError as exc:
+            print(f"apphost: {self.masker.mask(str(exc))}", file=sys.stderr)
+            return 1
+        for path in written:
+            print(f"wrote {path}")
+        return 0
 
     # -- status file --------------------------------------------------------------------
     def status(self) -> dict[str, Any]:

@@ -18,6 +18,15 @@ from urllib.parse import quote
 
 import attrs
 
+from .checks import (
+    ENABLED_DISABLED,
+    TLS_VERSIONS,
+    enum_problem,
+    first_problem,
+    object_problem,
+    tags_problem,
+    zones_problem,
+)
 from .store import BUSY_MESSAGE, Reply, error, new_key
 
 if TYPE_CHECKING:
@@ -93,6 +102,11 @@ _REGIONS = {
     "southafricanorth": "South Africa North",
 }
 _DISPLAY_TO_REGION = {display.lower(): region for region, display in _REGIONS.items()}
+_DATABASE_ENUMS = (
+    ("accessKeysAuthentication", ENABLED_DISABLED),
+    ("clientProtocol", ("Encrypted", "Plaintext")),
+    ("deferUpgrade", ("Deferred", "NotDeferred")),
+)
 
 
 def region_of(location: str) -> str:
@@ -127,6 +141,26 @@ def _sku_problem(sku: Any) -> Reply | None:
         "Balanced_B0, Balanced_B1, MemoryOptimized_M10, ComputeOptimized_X3 or "
         "FlashOptimized_A250.",
     )
+
+
+def _cluster_problem(body: dict[str, Any], props: Any) -> Reply | None:
+    """400 ``InvalidRequestContent`` for a cluster body of the wrong shape or enum values."""
+    problem = object_problem(props, "properties")
+    if problem is None:
+        problem = first_problem(
+            tags_problem(body.get("tags")),
+            zones_problem(body.get("zones")),
+            enum_problem(
+                props.get("minimumTlsVersion"), "properties.minimumTlsVersion", TLS_VERSIONS
+            ),
+            enum_problem(
+                props.get("publicNetworkAccess"), "properties.publicNetworkAccess", ENABLED_DISABLED
+            ),
+            enum_problem(
+                props.get("highAvailability"), "properties.highAvailability", ENABLED_DISABLED
+            ),
+        )
+    return None if problem is None else error(400, "InvalidRequestContent", problem)
 
 
 def _kind(sku_name: str) -> str:
@@ -233,8 +267,8 @@ class Database(Tracked):
     modules: list[dict[str, Any]] = attrs.field(factory=list)
     persistence: dict[str, Any] = attrs.field(factory=dict)
     defer_upgrade: str = "NotDeferred"
-    primary_key: str = attrs.field(factory=new_key)
-    secondary_key: str = attrs.field(factory=new_key)
+    primary_key: str = attrs.field(factory=new_key, repr=False)
+    secondary_key: str = attrs.field(factory=new_key, repr=False)
     assignments: dict[str, Assignment] = attrs.field(factory=dict)
     started: bool = False
 
@@ -366,31 +400,33 @@ class Enterprise:
         now = time.monotonic()
         for key, cluster in list(self.clusters.items()):
             if cluster.delete_done_at is not None and now >= cluster.delete_done_at:
-                self._drop_cluster(key)
+                if not self.store.servers_stopping(cluster.id):
+                    self._drop_cluster(key)
                 continue
             self._settle(cluster, now)
             db = cluster.database
             if db is None:
                 continue
             if db.delete_done_at is not None and now >= db.delete_done_at:
-                self._drop_database(cluster, keep_address=True)
+                if not self.store.servers_stopping(cluster.id):
+                    self._drop_database(cluster, keep_address=True)
                 continue
             self._settle(db, now, cluster.id if db.started else None)
             for assignment in db.assignments.values():
                 self._settle(assignment, now)
 
     def _stop_data_plane(self, cluster: Cluster, keep_address: bool = False) -> None:
-        """Stop the cluster's servers; ``keep_address`` leases the address again (a database
-        delete: the cluster keeps its host name)."""
+        """Stop the cluster's servers (in the background); ``keep_address`` keeps the address
+        leased (a database delete, a restart: the host name never changes while the cluster
+        exists)."""
         db = cluster.database
         if db is not None:
             db.started = False
         if not (cluster.leased and self.store.data_plane.available):
             return
-        self.store.data_plane.stop(cluster.id)
-        cluster.leased = False
-        if keep_address:
-            cluster.host_name = self._host_name(cluster, region_of(cluster.location))
+        self.store.data_plane.stop(cluster.id, keep_address=keep_address)
+        if not keep_address:
+            cluster.leased = False
 
     def _drop_database(self, cluster: Cluster, keep_address: bool = False) -> None:
         db = cluster.database
@@ -503,8 +539,9 @@ class Enterprise:
             if not isinstance(body, dict):
                 return error(400, "InvalidRequestContent", "The request content was invalid.")
             props = body.get("properties") or {}
-            if not isinstance(props, dict):
-                return error(400, "InvalidRequestContent", "properties must be an object.")
+            shape = _cluster_problem(body, props)
+            if shape:
+                return shape
             if api >= PUBLIC_ACCESS_REQUIRED_FROM and not props.get("publicNetworkAccess"):
                 return error(
                     400,
@@ -598,7 +635,8 @@ class Enterprise:
                 return cluster
             if not isinstance(body, dict):
                 return error(400, "InvalidRequestContent", "The request content was invalid.")
-            return self._update_cluster(cluster, body, body.get("properties") or {})
+            props = body.get("properties") or {}
+            return _cluster_problem(body, props) or self._update_cluster(cluster, body, props)
 
     def get_cluster(self, sub: str, group: str, name: str) -> Reply:
         with self.store.lock:
@@ -702,6 +740,15 @@ class Enterprise:
         eviction = props.get("evictionPolicy")
         if eviction is not None and eviction not in _EVICTION:
             return error(400, "InvalidRequestContent", f"evictionPolicy '{eviction}' is invalid.")
+        shape = first_problem(
+            object_problem(props.get("persistence"), "properties.persistence"),
+            *(
+                enum_problem(props.get(k), f"properties.{k}", allowed)
+                for k, allowed in _DATABASE_ENUMS
+            ),
+        )
+        if shape:
+            return error(400, "InvalidRequestContent", shape)
         port = props.get("port")
         if port is not None and port != PORT:
             return error(400, "InvalidRequestContent", f"port {port} is not supported: use {PORT}.")
@@ -775,7 +822,7 @@ class Enterprise:
         db.begin("Updating", self.store.settings.update_delay)
         if db.started and self.store.data_plane.available:
             if (db.clustering_policy == "OSSCluster") != cluster_mode_before:
-                self._stop_data_plane(cluster, keep_address=True)
+                self._stop_data_plane(cluster, keep_address=True)  # same address, new servers
                 self._start_data_plane(cluster, db)
             elif db.keys != keys_before:
                 self.store.data_plane.set_keys(cluster.id, db.keys)

@@ -142,7 +142,13 @@ class RedisNode:
         write_private(self.config_file, "".join(f"{line}\n" for line in lines))
 
     def spawn(self) -> None:
-        """Start the process (call from a thread that lives as long as the node should)."""
+        """Start the process (call from a thread that lives as long as the node should).
+
+        ``preexec_fn`` is unsafe in a threaded program only when another thread may hold a
+        lock the child needs between fork and exec; ours calls only ``prctl`` and ``getppid``
+        (no allocation, no locks), and every spawn goes through the data plane's single
+        launcher thread, so spawns never overlap.
+        """
         with open(self.console_file, "wb") as console:
             self.process = subprocess.Popen(
                 [self.binary, str(self.config_file)],
@@ -167,6 +173,12 @@ class RedisNode:
                 socket_connect_timeout=2,
             )
         return self._client
+
+    def drop_client(self) -> None:
+        """Close the cached administrative connection, so the next :meth:`client` is fresh."""
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
 
     def wait_ready(
         self, client: redis.Redis, deadline: float, cancelled: Callable[[], bool]
@@ -206,9 +218,7 @@ class RedisNode:
 
     def stop(self) -> None:
         """Terminate the process (SIGTERM, SIGKILL after 5 s) and close the admin client."""
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        self.drop_client()
         if self.process is None or self.process.poll() is not None:
             return
         self.process.terminate()
@@ -239,8 +249,11 @@ def form_cluster(
     ):
         client.execute_command("CLUSTER", "SET-CONFIG-EPOCH", index + 1)
         client.execute_command("CLUSTER", "ADDSLOTSRANGE", first, last)
-    for node in nodes[1:]:
-        clients[0].execute_command("CLUSTER", "MEET", node.address, node.port, node.cluster_port)
+    # Every node meets every later one: waiting for gossip to introduce nodes 1 and 2 to each
+    # other adds up to seconds to a create (three caches at once wait for the slowest).
+    for i, client in enumerate(clients):
+        for node in nodes[i + 1 :]:
+            client.execute_command("CLUSTER", "MEET", node.address, node.port, node.cluster_port)
     pending = list(range(len(nodes)))
     while pending:
         if cancelled():

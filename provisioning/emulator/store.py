@@ -16,11 +16,13 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import attrs
 
-from .data_plane import DataPlane
+from .checks import first_problem, object_problem, tags_problem, zones_problem
+from .data_plane import DataPlane, DataPlaneState
 from .faults import Fault
 
 CACHE_TYPE = "Microsoft.Cache/Redis"
@@ -78,6 +80,18 @@ def _children(table: dict[tuple[str, str], _V], prefix: str) -> list[_V]:
     return [value for (owner, _), value in sorted(table.items()) if owner == prefix]
 
 
+def _shape_problem(body: dict[str, Any], props: Any) -> Reply | None:
+    """400 ``InvalidRequestContent`` for a cache body whose parts have the wrong JSON type."""
+    problem = object_problem(props, "properties")
+    if problem is None:
+        problem = first_problem(
+            tags_problem(body.get("tags")),
+            zones_problem(body.get("zones")),
+            object_problem(props.get("redisConfiguration"), "properties.redisConfiguration"),
+        )
+    return None if problem is None else error(400, "InvalidRequestContent", problem)
+
+
 @attrs.define
 class Settings:
     """Timing knobs (seconds)."""
@@ -104,8 +118,8 @@ class Cache:
     minimum_tls_version: str | None
     public_network_access: str
     disable_access_key_authentication: bool
-    primary_key: str = attrs.field(factory=new_key)
-    secondary_key: str = attrs.field(factory=new_key)
+    primary_key: str = attrs.field(factory=new_key, repr=False)
+    secondary_key: str = attrs.field(factory=new_key, repr=False)
     state: str = "Creating"
     busy_until: float = 0.0
     final_state: str = "Succeeded"
@@ -206,12 +220,63 @@ class Assignment:
 
 
 class _NoDataPlane(DataPlane):
-    """Stand-in when no data plane was given: reports itself unavailable, starts nothing."""
+    """Stand-in when no data plane was given: reports itself unavailable, starts nothing, and
+    every method is a safe no-op (it skips :class:`DataPlane`'s set-up, so it overrides all)."""
 
     def __init__(self) -> None:
         self.available = False
         self.unavailable_reason = "no data plane was configured"
         self.ca_file = None
+
+    def address_for(self, resource_id: str) -> str:
+        return ""
+
+    def start(
+        self,
+        resource_id: str,
+        *,
+        port: int,
+        cluster: bool,
+        keys: Sequence[str] | None,
+        object_ids: Sequence[str] = (),
+    ) -> None:
+        """Nothing starts."""
+
+    def state(self, resource_id: str) -> DataPlaneState:
+        return "absent"
+
+    def failure(self, resource_id: str) -> str | None:
+        return None
+
+    def wait_ready(self, resource_id: str, timeout: float = 0.0) -> DataPlaneState:
+        return "absent"
+
+    def ports(self, resource_id: str) -> list[int]:
+        return []
+
+    def set_keys(self, resource_id: str, keys: Sequence[str] | None) -> None:
+        """No server to tell."""
+
+    def grant(self, resource_id: str, object_id: str) -> None:
+        """No server to tell."""
+
+    def revoke(self, resource_id: str, object_id: str) -> None:
+        """No server to tell."""
+
+    def issue_token(self, object_id: str, token: str, expires_on: float) -> None:
+        """No server to tell."""
+
+    def stop(self, resource_id: str, keep_address: bool = False) -> None:
+        """Nothing runs."""
+
+    def stop_all(self) -> None:
+        """Nothing runs."""
+
+    def stopping(self, resource_id: str) -> bool:
+        return False
+
+    def wait_stopped(self, timeout: float = 0.0) -> bool:
+        return True
 
     def close(self) -> None:
         """Nothing runs."""
@@ -241,8 +306,8 @@ class Store:
         self.reset()
 
     def reset(self) -> None:
-        """Forget everything: resources (their servers stop), faults, request log; restore the
-        start-up settings."""
+        """Forget everything: resources (their servers stop in the background), faults, request
+        log; restore the start-up settings."""
         with self.lock:
             if self._started and self.data_plane.available:
                 self.data_plane.stop_all()
@@ -324,11 +389,16 @@ class Store:
         now = time.monotonic()
         for key, cache in list(self.caches.items()):
             if cache.delete_done_at is not None and now >= cache.delete_done_at:
-                self._drop_cache(key)
+                if not self.servers_stopping(cache.id):
+                    self._drop_cache(key)
             elif cache.state == "Creating" and self._data_plane_pending(cache):
                 continue
             else:
                 cache.settle(now)
+
+    def servers_stopping(self, resource_id: str) -> bool:
+        """Whether a deleted resource's servers are still going (its delete is not done)."""
+        return self.data_plane.available and self.data_plane.stopping(resource_id)
 
     def _data_plane_pending(self, cache: Cache) -> bool:
         """True while a new cache's server still starts; a failed start fails the cache."""
@@ -506,6 +576,9 @@ class Store:
             if not isinstance(body, dict):
                 return error(400, "InvalidRequestContent", "The request content was invalid.")
             props = body.get("properties") or {}
+            shape = _shape_problem(body, props)
+            if shape:
+                return shape
             if cache is not None:
                 return self._update(cache, body, props)
             if not _NAME.match(name) or name.endswith("-"):
@@ -614,7 +687,8 @@ class Store:
                 return cache
             if not isinstance(body, dict):
                 return error(400, "InvalidRequestContent", "The request content was invalid.")
-            return self._update(cache, body, body.get("properties") or {})
+            props = body.get("properties") or {}
+            return _shape_problem(body, props) or self._update(cache, body, props)
 
     def get_cache(self, sub: str, group: str, name: str) -> Reply:
         with self.lock:

@@ -20,6 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from apphost_sdk.files import write_private
+
 from .redis_process import REDIS_SERVER, free_port
 
 SLOTS = 16384
@@ -116,7 +118,16 @@ def make_tls(directory: Path, ip: str = "127.0.0.1") -> TlsFiles:
 class RedisClusterProcess:
     """``masters`` cluster-enabled redis-servers on 127.0.0.1 forming one cluster; ``stop``."""
 
-    def __init__(self, *, password: str, tls: TlsFiles | None = None, masters: int = 3) -> None:
+    def __init__(
+        self,
+        *,
+        password: str,
+        tls: TlsFiles | None = None,
+        masters: int = 3,
+        first_port: int | None = None,
+    ) -> None:
+        """``first_port`` is the entry node's port (default: a free one)."""
+        self._first_port = first_port
         self.host = "127.0.0.1"
         self.password = password
         self.tls = tls
@@ -162,14 +173,33 @@ class RedisClusterProcess:
                 client.execute_command(*command)
 
     # -- lifecycle ------------------------------------------------------------------------
-    def _start_node(self, index: int) -> None:
-        port, bus = free_port(), free_port()
-        while bus == port:
-            bus = free_port()
+    def _start_node(self, index: int, attempts: int = 5) -> None:
+        """Start node ``index``; ports are picked free, then bound by redis-server, so another
+        process may take one in between: "Address already in use" retries with new ports."""
         folder = Path(self._dir.name) / f"node{index}"
         folder.mkdir()
+        config = folder / "auth.conf"  # the password stays out of the process arguments
+        write_private(config, f'requirepass "{self.password}"\nmasterauth "{self.password}"\n')
+        for attempt in range(attempts):
+            port, bus = free_port(), free_port()
+            if index == 0 and attempt == 0 and self._first_port:
+                port = self._first_port
+            while bus == port:
+                bus = free_port()
+            proc, log = self._spawn_node(folder, config, port, bus)
+            if self._wait_for_node(proc, log, port, retry=attempt + 1 < attempts):
+                self._procs.append(proc)
+                self.ports.append(port)
+                self.bus_ports.append(bus)
+                return
+            (folder / "nodes.conf").unlink(missing_ok=True)
+
+    def _spawn_node(
+        self, folder: Path, config: Path, port: int, bus: int
+    ) -> tuple[subprocess.Popen[bytes], Path]:
         args = [
             REDIS_SERVER,
+            str(config),
             "--bind",
             self.host,
             "--cluster-enabled",
@@ -206,23 +236,31 @@ class RedisClusterProcess:
             ]
         else:
             args += ["--port", str(port)]
-        config = folder / "auth.conf"  # the password stays out of the process arguments
-        config.write_text(f'requirepass "{self.password}"\nmasterauth "{self.password}"\n')
-        config.chmod(0o600)
-        args.insert(1, str(config))
         log = folder / "redis.log"
-        proc = subprocess.Popen(args, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-        self._procs.append(proc)
-        self.ports.append(port)
-        self.bus_ports.append(bus)
+        with log.open("wb") as out:
+            proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+        return proc, log
+
+    def _wait_for_node(
+        self, proc: subprocess.Popen[bytes], log: Path, port: int, *, retry: bool
+    ) -> bool:
+        """True once the node on ``port`` answers PING; False when it exited because a port
+        was taken and ``retry`` allows another attempt; otherwise an error with its log."""
+        kwargs = {**self.node_kwargs(), "host": self.host, "port": port}
         deadline = time.monotonic() + 10
         while True:
             try:
-                with self.node(index) as probe:
+                with redis.Redis(**kwargs) as probe:
                     probe.ping()
-                return
+                return True
             except (redis.ConnectionError, redis.TimeoutError):
-                if proc.poll() is not None or time.monotonic() > deadline:
+                exited = proc.poll() is not None
+                if exited and retry and "already in use" in log.read_text(errors="replace"):
+                    return False
+                if exited or time.monotonic() > deadline:
+                    if not exited:
+                        proc.kill()
+                        proc.wait()
                     raise RuntimeError(f"redis-server did not start: {log.read_text()}") from None
                 time.sleep(0.02)
 

@@ -24,9 +24,9 @@ def free_port() -> int:
 class RedisProcess:
     """A redis-server child process without persistence; ``stop`` ends it."""
 
-    def __init__(self, *extra_args: str) -> None:
+    def __init__(self, *extra_args: str, port: int | None = None) -> None:
         self.host = "127.0.0.1"
-        self.port = free_port()
+        self.port = port or free_port()
         self._dir = tempfile.TemporaryDirectory(prefix="apphost-redis-")
         args = [REDIS_SERVER, "--port", str(self.port), "--bind", self.host, "--save", ""]
         args += ["--appendonly", "no", "--dir", self._dir.name, *extra_args]

@@ -49,6 +49,17 @@ def test_get_token_follows_the_endpoint_contract(token_server: TokenServer) -> N
     assert OneShotEntraCredentials(credential).get_credentials()[0] == TokenServer.DEFAULT_OID
 
 
+@pytest.mark.parametrize("variable", ["HTTP_PROXY", "http_proxy", "ALL_PROXY"])
+def test_proxy_variables_never_divert_the_loopback_emulator(
+    token_server: TokenServer, monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.setenv(variable, "http://127.0.0.1:9")  # the discard port: nothing answers
+    token = EmulatorTokenCredential(token_server.url, timeout=5).get_token(REDIS_SCOPE)
+    assert token.token == token_server.issued[-1]
+
+
 def test_unreachable_endpoint_is_a_clear_error() -> None:
     dead = free_port()
     credential = EmulatorTokenCredential(f"http://127.0.0.1:{dead}", timeout=2)

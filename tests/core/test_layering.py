@@ -12,7 +12,9 @@ Layers (an arrow is "must not import"):
 - the service side (``apphost_sdk.hosting``, ``apphost_sdk.caching``, which run inside the
   user's services) -> model, orchestration, runtimes, cli, integrations, provisioning;
 - ``apphost_sdk.runtimes`` -> orchestration, cli, integrations (runtimes start what they are
-  given and know no resource kind).
+  given and know no resource kind);
+- ``apphost_sdk.publishing`` -> orchestration, runtimes, cli (publishing reads the model and
+  starts nothing).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ CLI = "apphost_sdk.cli"
 INTEGRATIONS = "apphost_sdk.integrations"
 SERVICE_SIDE = ("apphost_sdk.hosting", "apphost_sdk.caching")
 PROVISIONING = "provisioning"
+PUBLISHING = "apphost_sdk.publishing"
 
 
 @attrs.frozen
@@ -158,6 +161,10 @@ def test_provisioning_imports_no_orchestration_or_cli() -> None:
 
 def test_service_side_imports_nothing_of_the_app_host() -> None:
     _report(SERVICE_SIDE, (MODEL, ORCHESTRATION, RUNTIMES, CLI, INTEGRATIONS, PROVISIONING))
+
+
+def test_publishing_imports_no_orchestration_runtimes_or_cli() -> None:
+    _report((PUBLISHING,), (ORCHESTRATION, RUNTIMES, CLI))
 
 
 def test_runtimes_import_no_orchestration_cli_or_integrations() -> None:

@@ -138,3 +138,23 @@ def test_the_sample_reads_and_writes_both_emulated_caches(
     destroyed = apphost(sample_env, "destroy", str(SAMPLE), "--yes")
     assert "cache" in destroyed.stdout + destroyed.stderr
     assert refuses(host, 10000) and refuses(legacy_host, 6380)
+
+
+def test_the_app_host_asks_the_emulator_for_its_ca_when_the_setting_is_missing(
+    emulator: EmulatorProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from apphost_sdk.configuration import Configuration
+    from apphost_sdk.integrations.azure_data_plane import emulator_ca_file, emulator_environment
+
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # a dead proxy: never used here
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+    config = Configuration(
+        {
+            "Azure:CredentialSource": "Emulator",
+            "Azure:ResourceManagerEndpoint": emulator.endpoint,
+        }
+    )
+    assert emulator_ca_file(config) == str(emulator.ca_file)
+    assert emulator_environment(config)["Azure__Emulator__CaFile"] == str(emulator.ca_file)
+    # Against real Azure nothing is asked and nothing is passed on.
+    assert emulator_ca_file(Configuration({"Azure:CredentialSource": "AzureCli"})) is None

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import ssl
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -27,6 +29,7 @@ from provisioning.emulator.redis_nodes import REDIS_SERVER_ENV, slot_ranges
 
 CLASSIC = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Cache/Redis/classic"
 MANAGED = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Cache/redisEnterprise/amr"
+OTHER = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Cache/Redis/other"
 OID = "0b9e1d2c-3f4a-4b5c-8d6e-7f8091a2b3c4"
 
 
@@ -232,8 +235,9 @@ def test_stop_and_close_leave_no_server_and_free_the_address(tmp_path: Path) -> 
         address = data_plane.address_for(CLASSIC)
         assert data_plane.wait_ready(CLASSIC) == "ready", data_plane.failure(CLASSIC)
         assert len(set(_children()) - before) == 1
-        data_plane.stop(CLASSIC)
+        data_plane.stop(CLASSIC)  # returns at once; the servers stop in the background
         assert data_plane.state(CLASSIC) == "absent"
+        assert data_plane.wait_stopped()
         assert set(_children()) == before
         assert list((tmp_path / "plane").glob("cache-*")) == []
         with pytest.raises(redis.ConnectionError):
@@ -243,7 +247,7 @@ def test_stop_and_close_leave_no_server_and_free_the_address(tmp_path: Path) -> 
         # A start that is stopped while still starting leaves nothing behind either.
         data_plane.start(MANAGED, port=10000, cluster=True, keys=None)
         data_plane.stop(MANAGED)
-        # close() is what an emulator reset calls: the plane starts again, same CA.
+        # After close() (the emulator exiting) a start reopens the plane, with the same CA.
         ca_before = data_plane.ca_file.read_bytes() if data_plane.ca_file else b""
         data_plane.start(CLASSIC, port=6380, cluster=False, keys=["k"])
         data_plane.close()
@@ -252,6 +256,102 @@ def test_stop_and_close_leave_no_server_and_free_the_address(tmp_path: Path) -> 
         assert data_plane.wait_ready(CLASSIC) == "ready", data_plane.failure(CLASSIC)
         assert data_plane.ca_file is not None and data_plane.ca_file.read_bytes() == ca_before
         assert _client(data_plane, CLASSIC, 6380, password="k2").ping()
+    finally:
+        data_plane.close()
+    assert set(_children()) == before
+
+
+def _frozen_server(data_plane: DataPlane, resource_id: str, before: set[int]) -> int:
+    """Start a classic server, then SIGSTOP it: it answers nothing and ignores SIGTERM, so
+    stopping it takes the full SIGTERM grace (5 s) before SIGKILL."""
+    data_plane.start(resource_id, port=6380, cluster=False, keys=["k"])
+    assert data_plane.wait_ready(resource_id) == "ready", data_plane.failure(resource_id)
+    (pid,) = set(_children()) - before
+    os.kill(pid, signal.SIGSTOP)
+    return pid
+
+
+def test_a_slow_stop_blocks_no_caller_and_close_refuses_starts(tmp_path: Path) -> None:
+    data_plane = DataPlane(tmp_path / "plane")
+    before = set(_children())
+    try:
+        _frozen_server(data_plane, CLASSIC, before)
+        address = data_plane.address_for(CLASSIC)
+        started = time.monotonic()
+        data_plane.stop(CLASSIC)  # the stores call this under their lock
+        assert data_plane.state(CLASSIC) == "absent"
+        # Its server is not gone yet, so its address is not handed out again.
+        assert data_plane.address_for(OTHER) != address
+        assert time.monotonic() - started < 2.5  # the stop itself takes 5 s
+        assert data_plane.wait_stopped()
+        assert set(_children()) == before
+
+        _frozen_server(data_plane, CLASSIC, before)
+        closer = threading.Thread(target=data_plane.close)
+        closer.start()
+        deadline = time.monotonic() + 10
+        while data_plane.state(CLASSIC) != "absent" and time.monotonic() < deadline:
+            time.sleep(0.01)  # close() detached the cache and now waits for its server
+        data_plane.start(MANAGED, port=10000, cluster=True, keys=None)
+        assert data_plane.state(MANAGED) == "failed"
+        assert "shutting down" in str(data_plane.failure(MANAGED))
+        closer.join(30)
+        assert not closer.is_alive()
+        assert set(_children()) == before
+        assert list((tmp_path / "plane").glob("cache-*")) == []
+    finally:
+        data_plane.close()
+    assert set(_children()) == before
+
+
+def test_a_restart_keeps_the_address(tmp_path: Path) -> None:
+    data_plane = DataPlane(tmp_path / "plane")
+    try:
+        data_plane.start(MANAGED, port=10000, cluster=True, keys=["k1"])
+        address = data_plane.address_for(MANAGED)
+        assert data_plane.wait_ready(MANAGED) == "ready", data_plane.failure(MANAGED)
+        data_plane.stop(MANAGED, keep_address=True)  # e.g. OSSCluster -> EnterpriseCluster
+        assert data_plane.address_for(MANAGED) == address
+        data_plane.start(MANAGED, port=10000, cluster=False, keys=["k2"])
+        assert data_plane.address_for(MANAGED) == address
+        # The new server starts once the old cluster's nodes have released the ports.
+        assert data_plane.wait_ready(MANAGED) == "ready", data_plane.failure(MANAGED)
+        assert data_plane.ports(MANAGED) == [10000]
+        assert _client(data_plane, MANAGED, 10000, password="k2").ping()
+    finally:
+        data_plane.close()
+
+
+def test_acl_changes_hold_no_lock_and_survive_one_broken_connection(tmp_path: Path) -> None:
+    data_plane = DataPlane(tmp_path / "plane")
+    before = set(_children())
+    try:
+        pid = _frozen_server(data_plane, CLASSIC, before)
+        setter = threading.Thread(target=data_plane.set_keys, args=(CLASSIC, ["k2"]))
+        setter.start()
+        time.sleep(0.2)  # the setter now waits for the frozen server
+        started = time.monotonic()
+        assert data_plane.state(CLASSIC) == "ready"
+        data_plane.address_for(OTHER)
+        assert time.monotonic() - started < 1.0
+        os.kill(pid, signal.SIGCONT)
+        setter.join(15)
+        assert not setter.is_alive()
+        assert data_plane.state(CLASSIC) == "ready", data_plane.failure(CLASSIC)
+        assert _client(data_plane, CLASSIC, 6380, password="k2").ping()
+
+        # A broken admin connection (here: one to a closed port) fails one attempt; the retry
+        # on a fresh connection succeeds and the cache stays ready.
+        node = data_plane._caches[CLASSIC.lower()].run.nodes[0]  # type: ignore[union-attr]
+        with socket.socket() as unused:
+            unused.bind(("127.0.0.1", 0))
+            closed_port = unused.getsockname()[1]
+        node._client = redis.Redis(
+            host="127.0.0.1", port=closed_port, socket_timeout=1, retry=Retry(NoBackoff(), 0)
+        )
+        data_plane.set_keys(CLASSIC, ["k3"])
+        assert data_plane.state(CLASSIC) == "ready", data_plane.failure(CLASSIC)
+        assert _client(data_plane, CLASSIC, 6380, password="k3").ping()
     finally:
         data_plane.close()
     assert set(_children()) == before

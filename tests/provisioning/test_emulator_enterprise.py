@@ -285,10 +285,13 @@ def test_faults_apply_to_managed_redis_routes(emulator: Emulator, client: Any) -
     assert caught.value.error is not None
     assert caught.value.error.code == "ResourceOperationFailure"
     assert client.redis_enterprise.get(RG, "doomed").provisioning_state == "Failed"
-    emulator.fault("slow-create,name=slow,delay=0.05")
+    # A lower bound only: an upper one (faster than CREATE_DELAY) is flaky on a busy machine.
+    slow = CREATE_DELAY + 0.6
+    emulator.fault(f"slow-create,name=slow,delay={slow}")
     started = time.monotonic()
     create_cluster(client, "slow")
-    assert time.monotonic() - started < CREATE_DELAY
+    assert time.monotonic() - started >= slow
+    assert client.redis_enterprise.get(RG, "slow").provisioning_state == "Succeeded"
 
 
 def test_token_endpoint_issues_unsigned_jwt_and_is_not_logged(emulator: Emulator) -> None:
@@ -346,3 +349,22 @@ def test_patch_updates_go_through_updating(emulator: Emulator, client: Any) -> N
     db = client.databases.begin_update(RG, "amr1", "default", change, **POLL).result()
     assert db.eviction_policy == "AllKeysLRU" and db.access_keys_authentication == "Enabled"
     assert client.databases.list_keys(RG, "amr1", "default").primary_key
+
+
+def test_bad_shapes_and_values_answer_400_not_500(emulator: Emulator, client: Any) -> None:
+    cluster = f"{CLUSTER_PATH}/amr1"
+    for body, field in [
+        ({**CLUSTER_BODY, "tags": ["a"]}, "tags"),
+        ({**CLUSTER_BODY, "zones": 5}, "zones"),
+        ({**CLUSTER_BODY, "properties": {"publicNetworkAccess": "Yes"}}, "publicNetworkAccess"),
+    ]:
+        status, _, answer = call(emulator, "PUT", cluster, body, query=API)
+        assert status == 400 and answer["error"]["code"] == "InvalidRequestContent", answer
+        assert field in answer["error"]["message"]
+    create_cluster(client)
+    status, _, answer = call(emulator, "PATCH", cluster, {"properties": "x"}, query=API)
+    assert status == 400 and "properties" in answer["error"]["message"]
+    database = {"properties": {"clusteringPolicy": "EnterpriseCluster", "deferUpgrade": "Yes"}}
+    status, _, answer = call(emulator, "PUT", f"{cluster}/databases/default", database, query=API)
+    assert status == 400 and "deferUpgrade" in answer["error"]["message"]
+    assert "Deferred, NotDeferred" in answer["error"]["message"]

@@ -42,6 +42,7 @@ class RecordingDataPlane(DataPlane):
         self.states: dict[str, DataPlaneState] = {}
         self.addresses: dict[str, str] = {}
         self.next_address = 2
+        self.still_stopping: set[str] = set()
 
     def address_for(self, resource_id: str) -> str:
         if resource_id not in self.addresses:
@@ -80,13 +81,17 @@ class RecordingDataPlane(DataPlane):
     def issue_token(self, object_id: str, token: str, expires_on: float) -> None:
         self.calls.append(("issue_token", object_id))
 
-    def stop(self, resource_id: str) -> None:
-        self.calls.append(("stop", resource_id))
+    def stop(self, resource_id: str, keep_address: bool = False) -> None:
+        self.calls.append(("stop", resource_id, keep_address))
         self.states.pop(resource_id, None)
-        self.addresses.pop(resource_id, None)
+        if not keep_address:
+            self.addresses.pop(resource_id, None)
 
     def stop_all(self) -> None:
         self.calls.append(("stop_all",))
+
+    def stopping(self, resource_id: str) -> bool:
+        return resource_id in self.still_stopping
 
     def close(self) -> None:
         self.calls.append(("close",))
@@ -166,10 +171,10 @@ def test_classic_cache_starts_its_server_and_succeeds_only_when_ready(
     assert plane.named("revoke") == [("revoke", cid, "oid-1")]
 
     assert ok(store.delete_cache(SUB, "rg", "c1", BASE, API), 202) is None
-    assert plane.named("stop") == [("stop", cid)]
+    assert plane.named("stop") == [("stop", cid, False)]
     time.sleep(DELAY * 2)
     assert store.get_cache(SUB, "rg", "c1").status == 404
-    assert plane.named("stop") == [("stop", cid)]  # stopped once
+    assert plane.named("stop") == [("stop", cid, False)]  # stopped once
 
 
 def test_classic_create_options_reach_the_data_plane(
@@ -247,7 +252,7 @@ def test_managed_database_starts_the_cluster_server(
     ok(store.enterprise.assignment(*delete, None, BASE, API), 202)
     assert plane.named("revoke") == [("revoke", cid, "oid-1")]
     ok(store.enterprise.delete_cluster(SUB, "rg", "amr1", BASE, API), 202)
-    assert plane.named("stop") == [("stop", cid)]
+    assert plane.named("stop") == [("stop", cid, False)]
     time.sleep(DELAY * 2)
     assert store.enterprise.get_cluster(SUB, "rg", "amr1").status == 404
 
@@ -299,3 +304,156 @@ def test_without_a_data_plane_host_names_look_like_azure() -> None:
     time.sleep(DELAY * 2)
     assert operation(store, reply)["status"] == "Succeeded"
     store.reset()
+
+
+def test_restarts_and_database_deletes_keep_the_host_name(
+    store: Store, plane: RecordingDataPlane
+) -> None:
+    cluster, reply = managed(store, clusteringPolicy="NoCluster")
+    cid = cluster_id("amr1")
+    host = cluster["properties"]["hostName"]
+    plane.states[cid] = "ready"
+    time.sleep(DELAY * 2)
+    assert operation(store, reply)["status"] == "Succeeded"
+
+    oss = {"properties": {"clusteringPolicy": "OSSCluster"}}
+    ok(store.enterprise.patch_database(SUB, "rg", "amr1", "default", oss))
+    assert plane.named("stop") == [("stop", cid, True)]  # servers restart, address stays
+    assert plane.named("start")[-1][:4] == ("start", cid, 10000, True)
+    assert ok(store.enterprise.get_cluster(SUB, "rg", "amr1"))["properties"]["hostName"] == host
+    plane.states[cid] = "ready"
+    time.sleep(DELAY * 2)
+
+    ok(store.enterprise.delete_database(SUB, "rg", "amr1", "default", BASE, API), 202)
+    assert plane.named("stop")[-1] == ("stop", cid, True)
+    time.sleep(DELAY * 2)
+    assert ok(store.enterprise.get_cluster(SUB, "rg", "amr1"))["properties"]["hostName"] == host
+    db = {"properties": {"clusteringPolicy": "EnterpriseCluster"}}
+    ok(store.enterprise.put_database(SUB, "rg", "amr1", "default", db, BASE, API), 201)
+    assert ok(store.enterprise.get_cluster(SUB, "rg", "amr1"))["properties"]["hostName"] == host
+    assert all(call[2] for call in plane.named("stop"))  # never released while it exists
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({**CLUSTER_BODY, "tags": ["a", "b"]}, "tags"),
+        ({**CLUSTER_BODY, "tags": "team=a"}, "tags"),
+        ({**CLUSTER_BODY, "tags": {"team": 5}}, "tags"),
+        ({**CLUSTER_BODY, "zones": 5}, "zones"),
+        ({**CLUSTER_BODY, "properties": "x"}, "properties"),
+        ({**CLUSTER_BODY, "properties": {"publicNetworkAccess": "Maybe"}}, "publicNetworkAccess"),
+        (
+            {
+                **CLUSTER_BODY,
+                "properties": {"publicNetworkAccess": "Enabled", "minimumTlsVersion": "1.3"},
+            },
+            "minimumTlsVersion",
+        ),
+        (
+            {
+                **CLUSTER_BODY,
+                "properties": {"publicNetworkAccess": "Enabled", "highAvailability": "Yes"},
+            },
+            "highAvailability",
+        ),
+    ],
+)
+def test_bad_cluster_bodies_are_400_naming_the_field(
+    store: Store, body: dict[str, Any], field: str
+) -> None:
+    ok(store.enterprise.put_cluster(SUB, "rg", "amr1", CLUSTER_BODY, BASE, API), 201)
+    time.sleep(DELAY * 2)
+    for reply in (
+        store.enterprise.put_cluster(SUB, "rg", "fresh", body, BASE, API),
+        store.enterprise.put_cluster(SUB, "rg", "amr1", body, BASE, API),
+        store.enterprise.patch_cluster(SUB, "rg", "amr1", body),
+    ):
+        assert reply.status == 400, reply.body
+        assert reply.body["error"]["code"] == "InvalidRequestContent"
+        assert field in reply.body["error"]["message"]
+
+
+def test_bad_database_and_classic_bodies_are_400_naming_the_field(store: Store) -> None:
+    ok(store.enterprise.put_cluster(SUB, "rg", "amr1", CLUSTER_BODY, BASE, API), 201)
+    time.sleep(DELAY * 2)
+    for props, field in [
+        ({"persistence": "x"}, "persistence"),
+        ({"deferUpgrade": "Yes"}, "deferUpgrade"),
+        ({"clientProtocol": "Tls"}, "clientProtocol"),
+        ({"accessKeysAuthentication": "On"}, "accessKeysAuthentication"),
+    ]:
+        db = {"properties": props}
+        reply = store.enterprise.put_database(SUB, "rg", "amr1", "default", db, BASE, API)
+        assert reply.status == 400 and field in reply.body["error"]["message"], reply.body
+    ok(store.enterprise.put_database(SUB, "rg", "amr1", "default", {}, BASE, API), 201)
+    time.sleep(DELAY * 2)
+    patches: list[tuple[dict[str, Any], str]] = [
+        ({"persistence": [1]}, "persistence"),
+        ({"deferUpgrade": 1}, "deferUpgrade"),
+    ]
+    for patch, field in patches:
+        reply = store.enterprise.patch_database(SUB, "rg", "amr1", "default", {"properties": patch})
+        assert reply.status == 400 and field in reply.body["error"]["message"], reply.body
+
+    ok(store.put_cache(SUB, "rg", "c1", CLASSIC_BODY, BASE, API), 201)
+    for body, field in [
+        ({**CLASSIC_BODY, "tags": ["a"]}, "tags"),
+        ({**CLASSIC_BODY, "zones": 1}, "zones"),
+        ({**CLASSIC_BODY, "properties": "x"}, "properties"),
+        ({**CLASSIC_BODY, "properties": {"redisConfiguration": "x"}}, "redisConfiguration"),
+    ]:
+        for reply in (
+            store.put_cache(SUB, "rg", "c2", body, BASE, API),
+            store.patch_cache(SUB, "rg", "c1", body),
+        ):
+            assert reply.status == 400, reply.body
+            assert reply.body["error"]["code"] == "InvalidRequestContent"
+            assert field in reply.body["error"]["message"]
+
+
+def test_without_a_data_plane_every_data_plane_call_is_a_no_op() -> None:
+    plane = Store().data_plane
+    rid = classic_id("c1")
+    plane.start(rid, port=6380, cluster=False, keys=["k"], object_ids=["oid"])
+    assert plane.state(rid) == "absent" and plane.failure(rid) is None
+    assert plane.wait_ready(rid) == "absent" and plane.ports(rid) == []
+    plane.set_keys(rid, None)
+    plane.grant(rid, "oid")
+    plane.revoke(rid, "oid")
+    plane.issue_token("oid", "token", time.time() + 60)
+    plane.stop(rid)
+    plane.stop(rid, keep_address=True)
+    plane.stop_all()
+    assert plane.wait_stopped()
+    plane.close()
+
+
+def test_access_keys_are_not_in_reprs(store: Store) -> None:
+    ok(store.put_cache(SUB, "rg", "c1", CLASSIC_BODY, BASE, API), 201)
+    managed(store, accessKeysAuthentication="Enabled")
+    cache = store.caches[(SUB.lower(), "rg", "c1")]
+    db = store.enterprise.clusters[(SUB.lower(), "rg", "amr1")].database
+    assert db is not None
+    for record, keys in ((cache, cache.primary_key), (db, db.primary_key)):
+        assert keys not in repr(record)
+    assert cache.secondary_key not in repr(cache) and db.secondary_key not in repr(db)
+
+
+def test_a_delete_finishes_only_once_its_servers_are_gone(
+    store: Store, plane: RecordingDataPlane
+) -> None:
+    ok(store.put_cache(SUB, "rg", "c1", CLASSIC_BODY, BASE, API), 201)
+    managed(store)
+    cid, classic = cluster_id("amr1"), classic_id("c1")
+    plane.states[cid] = plane.states[classic] = "ready"
+    time.sleep(DELAY * 2)
+    plane.still_stopping.update([cid, classic])  # the servers take their time to exit
+    ok(store.delete_cache(SUB, "rg", "c1", BASE, API), 202)
+    delete = store.enterprise.delete_cluster(SUB, "rg", "amr1", BASE, API)
+    time.sleep(DELAY * 2)
+    assert state_of(store, "c1") == "Deleting"
+    assert operation(store, delete)["status"] == "InProgress"
+    plane.still_stopping.clear()
+    assert store.get_cache(SUB, "rg", "c1").status == 404
+    assert operation(store, delete)["status"] == "Succeeded"

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SUBSCRIPTION, Emulator
+from conftest import SUBSCRIPTION, Emulator, wait_until
 
 from apphost_sdk.configuration import Configuration
 from apphost_sdk.errors import ConfigurationError
@@ -22,7 +22,12 @@ from provisioning.credentials import (
     decode_claims,
     redis_credential,
 )
-from provisioning.errors import NameNotAvailableError, ProductRetiredError, ProvisioningError
+from provisioning.errors import (
+    NameNotAvailableError,
+    ProductRetiredError,
+    ProvisioningError,
+    ProvisioningTimeoutError,
+)
 from provisioning.managed_spec import ManagedRedisRequest, ManagedRedisSpec
 from provisioning.naming import (
     access_policy_assignment_name,
@@ -154,7 +159,9 @@ def test_unchanged_rerun_of_mixed_kinds_makes_no_write(emulator: Emulator, state
     before = len(emulator.requests())
     second = run(emulator, state_dir, *requests)
     new = emulator.requests()[before:]
-    assert [r["method"] for r in new] == ["GET", "GET", "GET"]  # one GET per resource
+    # the cluster and its database per Managed Redis, the cache per Azure Cache for Redis
+    assert [r["method"] for r in new] == ["GET"] * 5
+    assert sum(r["path"].lower().endswith("/databases/default") for r in new) == 2
     assert second == first
     # without the state record: reads only, still no write
     for name in ("cache", "kv"):
@@ -163,6 +170,112 @@ def test_unchanged_rerun_of_mixed_kinds_makes_no_write(emulator: Emulator, state
     third = run(emulator, state_dir, requests[0])
     assert len(emulator.writes()) == writes
     assert third["cache"] == first["cache"]
+
+
+def test_rerun_notices_a_changed_host_name_and_a_deleted_database(
+    emulator: Emulator, state_dir: Path
+) -> None:
+    request = ManagedRedisRequest("cache", infrastructure_callbacks=SINGLE)
+    first = run(emulator, state_dir, request)["cache"]
+    record_path = state_dir / "azure" / "cache.json"
+    record = json.loads(record_path.read_text())
+    record["outputs"]["host_name"] = "moved.westus.redis.azure.net"  # as if Azure moved it
+    record_path.write_text(json.dumps(record))
+    writes = len(emulator.writes())
+    assert run(emulator, state_dir, request)["cache"] == first  # not the stale host
+    assert len(emulator.writes()) == writes
+    # the database deleted out of band: recreated (and access granted again), not reused
+    settings, clients = sdk(emulator)
+    name = name_of(settings, "cache")
+    databases = clients.enterprise.databases
+    databases.begin_delete(settings.resource_group, name, "default", polling=False)
+
+    def gone() -> bool:
+        try:
+            databases.get(settings.resource_group, name, "default")
+        except Exception:
+            return True
+        return False
+
+    wait_until(gone)
+    again = run(emulator, state_dir, request)["cache"]
+    assert emulator.count("PUT", suffix="/databases/default") == 2
+    assert emulator.count("PUT", "/accessPolicyAssignments/") == 2
+    assert again.host_name == first.host_name and again.ssl_port == 10000
+    clients.close()
+
+
+class _Stateless:
+    """The real SDK's access policy assignment operations, with ``provisioningState`` left
+    out of what they return (as an API version or a proxy that drops it would)."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+
+    @staticmethod
+    def _strip(found: Any) -> Any:
+        if found is not None:
+            found.provisioning_state = None
+        return found
+
+    def get(self, *args: Any, **kwargs: Any) -> Any:
+        return self._strip(self.real.get(*args, **kwargs))
+
+    def begin_create_update(self, *args: Any, **kwargs: Any) -> Any:
+        created = self._strip(self.real.begin_create_update(*args, **kwargs).result())
+
+        class Done:
+            def result(self) -> Any:
+                return created
+
+        return Done()
+
+
+def provision_with(provisioner: Provisioner, *requests: Any) -> dict[str, CacheOutputs]:
+    try:
+        return provisioner.provision(list(requests))
+    finally:
+        provisioner.close()
+
+
+def test_assignment_without_a_provisioning_state_counts_once_it_grants(
+    emulator: Emulator, state_dir: Path
+) -> None:
+    # a short timeout: before the fix, a missing state waited for it, then failed
+    config = emulator.settings(ProvisioningTimeoutMinutes="0.05")
+    settings = ProvisioningSettings.from_configuration(config, APP)
+    request = ManagedRedisRequest("cache", infrastructure_callbacks=SINGLE)
+
+    def stateless() -> Provisioner:
+        provisioner = Provisioner(settings, state_dir, APP)
+        ops = provisioner.clients.enterprise
+        ops.access_policy_assignment = _Stateless(ops.access_policy_assignment)
+        return provisioner
+
+    first = provision_with(stateless(), request)["cache"]
+    assert emulator.count("PUT", "/accessPolicyAssignments/") == 1
+    (state_dir / "azure" / "cache.json").unlink()  # no fast path: the assignment is read
+    writes = len(emulator.writes())
+    assert provision_with(stateless(), request)["cache"] == first
+    assert len(emulator.writes()) == writes
+
+
+def test_assignment_timeout_says_to_run_again(emulator: Emulator, state_dir: Path) -> None:
+    request = ManagedRedisRequest("cache", infrastructure_callbacks=SINGLE)
+    run(emulator, state_dir, request)
+    settings, clients = sdk(emulator)
+    name = name_of(settings, "cache")
+    ops = clients.enterprise.access_policy_assignment
+    (assignment,) = list(ops.list(settings.resource_group, name, "default"))
+    ops.begin_delete(settings.resource_group, name, "default", assignment.name, polling=False)
+    clients.close()
+    (state_dir / "azure" / "cache.json").unlink()
+    emulator.configure(policy_delay=60.0)  # the new assignment stays Updating
+    with pytest.raises(ProvisioningTimeoutError) as info:
+        run(emulator, state_dir, request, ProvisioningTimeoutMinutes="0.02")
+    message = str(info.value)
+    assert "access policy assignment" in message and "still updating" in message
+    assert "run again" in message and "Azure:ProvisioningTimeoutMinutes" in message
 
 
 def test_interrupted_create_resumes_without_a_second_put(

@@ -1,0 +1,52 @@
+@description('The location for the resource(s) to be deployed.')
+param location string = resourceGroup().location
+
+resource cache 'Microsoft.Cache/redisEnterprise@2025-07-01' = {
+  name: take('cache-${uniqueString(resourceGroup().id)}', 60)
+  location: location
+  sku: {
+    name: 'Balanced_B5'
+  }
+  properties: {
+    minimumTlsVersion: '1.2'
+    publicNetworkAccess: 'Enabled'
+    highAvailability: 'Disabled'
+  }
+  zones: [
+    '1'
+    '2'
+    '3'
+  ]
+  tags: {
+    'cost-center': '42'
+    team: 'shop'
+  }
+}
+
+resource cache_default 'Microsoft.Cache/redisEnterprise/databases@2025-07-01' = {
+  name: 'default'
+  properties: {
+    accessKeysAuthentication: 'Disabled'
+    port: 10000
+    clusteringPolicy: 'EnterpriseCluster'
+    evictionPolicy: 'NoEviction'
+    modules: [
+      {
+        name: 'RediSearch'
+      }
+      {
+        name: 'RedisBloom'
+        args: 'ERROR_RATE 0.01'
+      }
+    ]
+  }
+  parent: cache
+}
+
+output connectionString string = '${cache.properties.hostName}:10000,ssl=true'
+
+output name string = cache.name
+
+output id string = cache.id
+
+output hostName string = cache.properties.hostName
