@@ -3,8 +3,13 @@
 Starts its own ``redis-server`` on a free loopback port and prints, in one run, the rate of
 each cache call beside the same work done with raw redis-py, with the targets of issue 12:
 ``get`` (plain and sliding entries) against a raw ``GET`` and against the very ``EVALSHA`` of
-the read script sent raw (our own Python overhead), sync and async. Run:
-``python benchmarks/cache.py`` (``--rounds 12 --calls 2000`` by default).
+the read script sent raw (our own Python overhead), sync and async; a ``HybridCache`` L1 hit
+against a raw ``GET`` (>= 20x); the factory calls of 100 threads (tasks, for
+``AsyncHybridCache``) asking for one missing key at once (== 1, each round a fresh key); the
+latency of ``remove`` reaching the L1 of a second process (p50/p99 of 200, p99 < 100 ms); and
+an ``@output_cache`` endpoint spending 5 ms per miss against the same endpoint uncached,
+served by uvicorn in a second process over one keep-alive connection (>= 5x requests/s). Run:
+``python benchmarks/cache.py`` (``--rounds 12 --calls 2000`` by default; ``--only SUITE``).
 
 Method: each round runs ``--calls`` calls of every side of a comparison, the sides taking
 turns every ``CHUNK`` calls (in an order that rotates), so load bursts on a shared machine
@@ -13,8 +18,9 @@ side's rate is its median over the rounds; a ratio is the median of the rounds' 
 taken within one round, so a slow stretch of the machine cancels out). Absolute numbers vary;
 the ratios count.
 
-Suites are plain functions ``(port, rounds, calls) -> list[Row]`` listed in ``SUITES`` (async
-ones in ``ASYNC_SUITES``): benchmarks of other caches (hybrid, output cache) add theirs there.
+Suites are plain functions ``(port, rounds, calls) -> list[Line]`` listed in ``SUITES`` (async
+ones in ``ASYNC_SUITES``); a ``Line`` is a ratio ``Row`` or a ``Figure`` (a count, a latency).
+Second processes are this script run again with a ``CHILDREN`` mode.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import http.client
 import re
 import shutil
 import socket
@@ -29,6 +36,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from pathlib import Path
@@ -41,8 +49,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from apphost_sdk.caching import (
     AsyncDistributedCache,
+    AsyncHybridCache,
+    BytesSerializer,
     DistributedCache,
     DistributedCacheEntryOptions,
+    HybridCache,
 )
 from apphost_sdk.caching.cluster import open_async_client, open_client
 from apphost_sdk.caching.shared import READ_SHA
@@ -71,6 +82,35 @@ class Row(NamedTuple):
     def ratio(self) -> float:
         """The median of the per-round ratios."""
         return statistics.median(o / b for o, b in zip(self.ours, self.base, strict=True))
+
+    @property
+    def met(self) -> bool:
+        """Whether the median ratio reaches the target."""
+        return self.ratio >= self.target
+
+    def line(self) -> str:
+        """The printed line: both medians, the ratio, the target, yes/NO."""
+        return (
+            f"{self.measure:20} {statistics.median(self.ours):11,.0f}  {self.baseline:12} "
+            f"{statistics.median(self.base):9,.0f} "
+            f"{self.ratio:6.3f} >={self.target:<5} {'yes' if self.met else 'NO'}"
+        )
+
+
+class Figure(NamedTuple):
+    """A line that is no ratio (a count, a latency): its text, the target, whether met."""
+
+    measure: str
+    text: str
+    target: str
+    met: bool
+
+    def line(self) -> str:
+        """The printed line, in the table's columns as far as they fit."""
+        return f"{self.measure:20} {self.text:42} {self.target:7} {'yes' if self.met else 'NO'}"
+
+
+Line = Row | Figure
 
 
 def _free_port() -> int:
@@ -119,11 +159,15 @@ CHUNK = 100
 
 
 def measure(
-    sides: Mapping[str, Callable[[], object]], rounds: int, calls: int, ops: int = 1
+    sides: Mapping[str, Callable[[], object]],
+    rounds: int,
+    calls: int,
+    ops: int = 1,
+    chunk: int = CHUNK,
 ) -> Rates:
     """Ops/s of each side in each of ``rounds`` rounds of ``calls`` calls, interleaved.
 
-    Within a round the sides take turns every ``CHUNK`` calls, so a burst of load on the
+    Within a round the sides take turns every ``chunk`` calls, so a burst of load on the
     machine hits every side of the comparison, not one.
     """
     clock = time.perf_counter
@@ -132,7 +176,7 @@ def measure(
         for _ in range(50):
             sides[name]()
     rates: Rates = {name: [] for name in names}
-    chunk = min(CHUNK, calls)
+    chunk = min(chunk, calls)
     for round_no in range(rounds):
         gc.collect()
         spent = dict.fromkeys(names, 0.0)
@@ -195,7 +239,7 @@ def redis_benchmark(port: int) -> dict[str, float]:
     return figures
 
 
-def _get_rows(prefix: str, r: Rates) -> list[Row]:
+def _get_rows(prefix: str, r: Rates) -> list[Line]:
     """The ``get`` lines of a suite's rates (see ``sync_get_suite``)."""
     return [
         Row(f"{prefix}get", r["get"], "raw GET", r["raw GET"], 0.82),
@@ -212,7 +256,7 @@ def _hosted(port: int, *, for_async: bool) -> tuple[RedisConnectionOptions, dict
     return options, options.to_redis_kwargs(for_async=for_async)
 
 
-def sync_get_suite(port: int, rounds: int, calls: int) -> list[Row]:
+def sync_get_suite(port: int, rounds: int, calls: int) -> list[Line]:
     """``DistributedCache.get`` of a plain and a sliding entry against raw redis-py sending a
     ``GET``, and sending the cache's own ``EVALSHA`` (the same bytes on the wire)."""
     raw = redis.Redis(port=port)
@@ -257,7 +301,7 @@ def sync_get_suite(port: int, rounds: int, calls: int) -> list[Row]:
     return _get_rows("", rates)
 
 
-def sync_write_suite(port: int, rounds: int, calls: int) -> list[Row]:
+def sync_write_suite(port: int, rounds: int, calls: int) -> list[Line]:
     """``set``, ``set`` with an expiry and ``get_many`` against their raw redis-py forms."""
     raw = redis.Redis(port=port)
     cache = DistributedCache(redis.Redis(port=port))
@@ -297,7 +341,7 @@ def sync_write_suite(port: int, rounds: int, calls: int) -> list[Row]:
     ]
 
 
-async def async_get_suite(port: int, rounds: int, calls: int) -> list[Row]:
+async def async_get_suite(port: int, rounds: int, calls: int) -> list[Line]:
     """``sync_get_suite`` for ``AsyncDistributedCache`` against ``redis.asyncio``."""
     raw = aioredis.Redis(port=port)
     cache = AsyncDistributedCache(aioredis.Redis(port=port))
@@ -341,7 +385,7 @@ async def async_get_suite(port: int, rounds: int, calls: int) -> list[Row]:
     return _get_rows("async ", rates)
 
 
-async def async_write_suite(port: int, rounds: int, calls: int) -> list[Row]:
+async def async_write_suite(port: int, rounds: int, calls: int) -> list[Line]:
     """``sync_write_suite`` for ``AsyncDistributedCache`` (set and get_many)."""
     raw = aioredis.Redis(port=port)
     cache = AsyncDistributedCache(aioredis.Redis(port=port))
@@ -374,24 +418,308 @@ async def async_write_suite(port: int, rounds: int, calls: int) -> list[Row]:
     ]
 
 
-Suite = Callable[[int, int, int], list[Row]]
-AsyncSuite = Callable[[int, int, int], Coroutine[Any, Any, list[Row]]]
+def hybrid_hit_suite(port: int, rounds: int, calls: int) -> list[Line]:
+    """``HybridCache.get_or_create`` answered from L1 against a raw redis-py ``GET``."""
+    raw = redis.Redis(port=port)
+    client = redis.Redis(port=port)
+    raw.set("raw", VALUE)
+    try:
+        with HybridCache(DistributedCache(client), serializer=BytesSerializer()) as hybrid:
+            hybrid.get_or_create("hit", lambda: VALUE)
+            r = measure(
+                {
+                    "hybrid": lambda: hybrid.get_or_create("hit", lambda: VALUE),
+                    "raw GET": lambda: raw.get("raw"),
+                },
+                rounds,
+                calls,
+            )
+    finally:
+        raw.close()
+        client.close()
+    return [Row("hybrid L1 hit", r["hybrid"], "raw GET", r["raw GET"], 20.0)]
 
-#: Blocking suites, run in this order. Benchmarks of other caches add their functions here
-#: (e.g. a hybrid-cache suite: ``get_or_create`` hits against ``DistributedCache.get``).
+
+#: Callers of one missing key at once, and the rounds (fresh keys) of the stampede suites.
+STAMPEDE_CALLERS = 100
+STAMPEDE_ROUNDS = 5
+#: How long the stampede factory takes (a simulated query), seconds.
+FACTORY_SECONDS = 0.02
+
+
+def _stampede_figure(measure_name: str, counts: list[int]) -> Figure:
+    text = f"factory calls, {len(counts)} rounds: {' '.join(map(str, counts))}"
+    return Figure(measure_name, text, "==1", all(c == 1 for c in counts))
+
+
+def stampede_suite(port: int, rounds: int, calls: int) -> list[Line]:
+    """100 threads ``get_or_create`` one missing key at once: the factory must run once."""
+    client = redis.Redis(port=port, max_connections=2 * STAMPEDE_CALLERS)
+    counts: list[int] = []
+    lock = threading.Lock()
+    try:
+        with HybridCache(DistributedCache(client, instance_name="stampede:")) as hybrid:
+            for round_no in range(STAMPEDE_ROUNDS):
+                key = f"s{round_no}-{time.time_ns()}"
+                calls_made = [0]
+                start = threading.Barrier(STAMPEDE_CALLERS)
+
+                def factory(made: list[int] = calls_made) -> str:
+                    with lock:
+                        made[0] += 1
+                    time.sleep(FACTORY_SECONDS)
+                    return "value"
+
+                def caller(key: str = key, barrier: threading.Barrier = start) -> None:
+                    barrier.wait()
+                    hybrid.get_or_create(key, factory)
+
+                threads = [threading.Thread(target=caller) for _ in range(STAMPEDE_CALLERS)]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join()
+                counts.append(calls_made[0])
+    finally:
+        client.close()
+    return [_stampede_figure(f"{STAMPEDE_CALLERS} threads 1 key", counts)]
+
+
+async def async_stampede_suite(port: int, rounds: int, calls: int) -> list[Line]:
+    """``stampede_suite`` for ``AsyncHybridCache``: 100 tasks on one event loop."""
+    client = aioredis.Redis(port=port)
+    counts: list[int] = []
+    hybrid = AsyncHybridCache(AsyncDistributedCache(client, instance_name="astampede:"))
+    try:
+        await hybrid.start()
+        for round_no in range(STAMPEDE_ROUNDS):
+            key = f"a{round_no}-{time.time_ns()}"
+            calls_made = [0]
+
+            async def factory(made: list[int] = calls_made) -> str:
+                made[0] += 1
+                await asyncio.sleep(FACTORY_SECONDS)
+                return "value"
+
+            await asyncio.gather(
+                *(hybrid.get_or_create(key, factory) for _ in range(STAMPEDE_CALLERS))
+            )
+            counts.append(calls_made[0])
+    finally:
+        await hybrid.aclose()
+        await client.aclose()
+    return [_stampede_figure(f"{STAMPEDE_CALLERS} tasks 1 key", counts)]
+
+
+#: Samples of the cross-process invalidation latency, and its target (p99, seconds).
+INVALIDATION_SAMPLES = 200
+INVALIDATION_P99 = 0.1
+
+
+def _child_hybrid(argv: list[str]) -> int:
+    """The second process of ``invalidation_suite``: a ``HybridCache`` driven over stdin.
+
+    For each line ``KEY`` it fills its L1 with ``KEY`` (``get_or_create``, which publishes
+    nothing), prints ``held``, polls its L1 until ``KEY`` is gone and prints
+    ``gone <time.monotonic_ns()>`` (CLOCK_MONOTONIC, the same clock in every process on
+    Linux), or ``timeout`` after 5 s.
+    """
+    client = redis.Redis(port=int(argv[0]))
+    with HybridCache(DistributedCache(client, instance_name=argv[1])) as hybrid:
+        print("ready", flush=True)
+        for line in sys.stdin:
+            key = line.strip()
+            if not key:
+                break
+            hybrid.get_or_create(key, lambda: "child")
+            print("held", flush=True)
+            deadline = time.monotonic() + 5
+            while key in hybrid.local and time.monotonic() < deadline:
+                time.sleep(0.0001)
+            gone = key not in hybrid.local
+            print(f"gone {time.monotonic_ns()}" if gone else "timeout", flush=True)
+    client.close()
+    return 0
+
+
+def _child(mode: str, *args: str) -> subprocess.Popen[str]:
+    """This script started again as the child ``mode`` (see ``CHILDREN``), lines both ways."""
+    return subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve()), mode, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        bufsize=1,
+    )
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    """End a child: close its stdin (it exits), else terminate it."""
+    for stream in (proc.stdin, proc.stdout):
+        if stream is not None:
+            stream.close()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        proc.wait(timeout=5)
+
+
+def invalidation_suite(port: int, rounds: int, calls: int) -> list[Line]:
+    """From ``remove(key)`` here to another process's L1 having dropped ``key``: p50/p99."""
+    child = _child("--child-hybrid", str(port), "xp:")
+    client = redis.Redis(port=port)
+    samples: list[float] = []
+    try:
+        assert child.stdin is not None and child.stdout is not None
+        if child.stdout.readline().strip() != "ready":
+            raise RuntimeError("the second process's HybridCache did not start")
+        with HybridCache(DistributedCache(client, instance_name="xp:")) as hybrid:
+            for n in range(INVALIDATION_SAMPLES):
+                key = f"inv{n}"
+                child.stdin.write(key + "\n")
+                if child.stdout.readline().strip() != "held":
+                    raise RuntimeError("the second process did not fill its L1")
+                start = time.monotonic_ns()
+                hybrid.remove(key)
+                answer = child.stdout.readline().split()
+                if answer[:1] != ["gone"]:
+                    raise RuntimeError(f"the second process kept {key} in L1: {answer}")
+                samples.append((int(answer[1]) - start) / 1e9)
+    finally:
+        client.close()
+        _stop(child)
+    cuts = statistics.quantiles(samples, n=100)
+    p50, p99 = statistics.median(samples), cuts[98]
+    text = f"p50 {p50 * 1e3:.2f} ms, p99 {p99 * 1e3:.2f} ms ({len(samples)} removes)"
+    return [
+        Figure(
+            "invalidation xproc", text, f"<{INVALIDATION_P99 * 1e3:.0f} ms", p99 < INVALIDATION_P99
+        )
+    ]
+
+
+#: The simulated query of the output-cache endpoints, seconds; requests per side and round.
+QUERY_SECONDS = 0.005
+HTTP_CALLS = 100
+HTTP_CHUNK = 20
+
+
+def _child_web(argv: list[str]) -> int:
+    """The web server of ``output_cache_suite``: uvicorn on port ``argv[0]`` serving
+    ``/cached`` (``@output_cache``) and ``/uncached``, both sleeping ``QUERY_SECONDS``, with
+    the output cache on the redis-server at port ``argv[1]``."""
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    from apphost_sdk.hosting.output_cache import (
+        OutputCacheMiddleware,
+        RedisOutputCacheStore,
+        output_cache,
+    )
+
+    async def query(request: Request) -> Response:
+        await asyncio.sleep(QUERY_SECONDS)
+        return JSONResponse({"products": ["a", "b", "c"], "path": request.url.path})
+
+    @output_cache()
+    async def cached(request: Request) -> Response:
+        return await query(request)
+
+    app = Starlette(
+        routes=[Route("/cached", cached), Route("/uncached", query)],
+        middleware=[
+            Middleware(
+                OutputCacheMiddleware,
+                store=RedisOutputCacheStore(aioredis.Redis(port=int(argv[1]))),
+            )
+        ],
+    )
+    uvicorn.run(app, host="127.0.0.1", port=int(argv[0]), log_level="warning")
+    return 0
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen[str], timeout: float = 20) -> None:
+    """Return once something accepts connections on ``port``; fail if ``proc`` died."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the web server did not listen on port {port}") from None
+            time.sleep(0.05)
+
+
+def output_cache_suite(port: int, rounds: int, calls: int) -> list[Line]:
+    """Requests/s of an ``@output_cache`` endpoint against the same endpoint uncached, each
+    spending ``QUERY_SECONDS`` on a miss: uvicorn in a second process, one keep-alive HTTP
+    connection, ``HTTP_CALLS`` sequential requests per side and round, interleaved."""
+    web_port = _free_port()
+    server = _child("--child-web", str(web_port), str(port))
+    conn = http.client.HTTPConnection("127.0.0.1", web_port, timeout=10)
+
+    def fetch(path: str) -> Callable[[], object]:
+        def get() -> bytes:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            body = response.read()
+            if response.status != 200:
+                raise RuntimeError(f"GET {path} answered {response.status}")
+            return body
+
+        return get
+
+    try:
+        _wait_for_port(web_port, server)
+        r = measure(
+            {"cached": fetch("/cached"), "uncached": fetch("/uncached")},
+            rounds,
+            min(calls, HTTP_CALLS),
+            chunk=HTTP_CHUNK,
+        )
+    finally:
+        conn.close()
+        server.terminate()
+        server.wait(timeout=10)
+        for stream in (server.stdin, server.stdout):
+            if stream is not None:
+                stream.close()
+    return [Row("output-cached GET", r["cached"], "uncached GET", r["uncached"], 5.0)]
+
+
+Suite = Callable[[int, int, int], list[Line]]
+AsyncSuite = Callable[[int, int, int], Coroutine[Any, Any, list[Line]]]
+
+#: Blocking suites, run in this order.
 SUITES: dict[str, Suite] = {
     "get": sync_get_suite,
     "write": sync_write_suite,
+    "hybrid": hybrid_hit_suite,
+    "stampede": stampede_suite,
+    "invalidation": invalidation_suite,
+    "output cache": output_cache_suite,
 }
 #: Asyncio suites, run after the blocking ones in one event loop.
 ASYNC_SUITES: dict[str, AsyncSuite] = {
     "async get": async_get_suite,
     "async write": async_write_suite,
+    "async stampede": async_stampede_suite,
+}
+#: The second processes some suites start: this script run as ``cache.py MODE ARGS...``.
+CHILDREN: dict[str, Callable[[list[str]], int]] = {
+    "--child-hybrid": _child_hybrid,
+    "--child-web": _child_web,
 }
 
 
-async def _run_async(port: int, rounds: int, calls: int, only: set[str] | None) -> list[Row]:
-    rows: list[Row] = []
+async def _run_async(port: int, rounds: int, calls: int, only: set[str] | None) -> list[Line]:
+    rows: list[Line] = []
     for name, suite in ASYNC_SUITES.items():
         if only is None or name in only:
             rows.extend(await suite(port, rounds, calls))
@@ -400,10 +728,10 @@ async def _run_async(port: int, rounds: int, calls: int, only: set[str] | None) 
 
 def run_all(
     rounds: int, calls: int, only: set[str] | None = None
-) -> tuple[dict[str, float], list[Row]]:
+) -> tuple[dict[str, float], list[Line]]:
     """Start a redis-server, run the chosen suites (all by default), stop the server."""
     port = _free_port()
-    rows: list[Row] = []
+    rows: list[Line] = []
     with tempfile.TemporaryDirectory() as directory:
         proc = _start_server(port, directory)
         try:
@@ -420,6 +748,9 @@ def run_all(
 
 def main(argv: list[str] | None = None) -> int:
     """Run the suites and print the table; exit status 1 when a target is missed."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in CHILDREN:
+        return CHILDREN[argv[0]](argv[1:])
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=12, help="interleaved rounds per measure")
     parser.add_argument("--calls", type=int, default=2000, help="calls per side and round")
@@ -440,14 +771,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'measure':20} {'cache ops/s':>11}  {'vs':12} {'ops/s':>9} {'ratio':>6} target  met")
     all_met = True
     for row in rows:
-        ratio = row.ratio
-        met = ratio >= row.target
-        all_met &= met
-        print(
-            f"{row.measure:20} {statistics.median(row.ours):11,.0f}  {row.baseline:12} "
-            f"{statistics.median(row.base):9,.0f} "
-            f"{ratio:6.3f} >={row.target:<5} {'yes' if met else 'NO'}"
-        )
+        all_met &= row.met
+        print(row.line())
     print(
         f"{args.rounds} rounds x {args.calls} calls; "
         f"total run time {time.monotonic() - started:.1f} s"

@@ -4,6 +4,7 @@ References resolve as run mode resolves them for a container on the app's networ
 model's own ``reference_environment``), with the service name as host and the container's port;
 parameter values become Compose variables (``${CACHE_PASSWORD}``) listed in ``.env``, secrets
 with an empty value for the operator to fill, so the files stay deterministic and secret-free.
+Publishing again into the same folder keeps the values already filled in ``.env``.
 A literal ``$`` is written ``$$`` so Compose passes it through to the container.
 """
 
@@ -13,7 +14,7 @@ import json
 import os
 import re
 from collections.abc import Mapping, Sequence
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
 from ..integrations.redis import RedisResource
@@ -58,6 +59,15 @@ ENV_FILE = ".env"
 #: Health check timing: Compose's defaults (30 s) would make ``wait_for`` needlessly slow.
 HEALTH_TIMING = {"interval": "2s", "timeout": "5s", "retries": 30}
 
+#: The first lines of ``.env``: what to fill in, and that URI passwords are not encoded.
+ENV_HEADER = (
+    "# Variables of docker-compose.yaml. Fill in every empty value (passwords, connection",
+    "# strings) before `docker compose up`; keep this file private. Values you fill in are",
+    "# kept when the app is published again.",
+    "# Passwords are put into *_URI values (redis://:PASSWORD@host:port) as they are, not",
+    "# URL-encoded: use URL-safe passwords (letters, digits and - . _ ~ only).",
+)
+_ENV_LINE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
 _TOKEN = re.compile(r"ZZAPPHOSTVAR(\d+)ZZ")
 _PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 _YAML_WORDS = {"y", "n", "yes", "no", "true", "false", "on", "off", "null", "~"}
@@ -127,13 +137,16 @@ class _Variables:
             return f"${{{name}:?}}" if self.secret[name] else f"${{{name}}}"
         return _TOKEN.sub(lambda m: f"${{{self.names[int(m.group(1))]}}}", text)
 
-    def env_file(self) -> str:
-        """``.env``: every variable, sorted; secrets and unknown values empty."""
-        lines = [
-            "# Variables of docker-compose.yaml. Fill in every empty value (passwords, connection",
-            "# strings) before `docker compose up`; keep this file private.",
-        ]
-        lines += [f"{n}={self.values.get(n, '')}" for n in sorted(self.names)]
+    def env_file(self, existing: Mapping[str, str] | None = None) -> str:
+        """``.env``: every variable, sorted; secrets and unknown values empty.
+
+        ``existing`` holds the values of the ``.env`` already in the output folder: a variable
+        that still exists keeps its non-empty value there (the operator filled it in), new
+        variables get the model's value or stay empty, and dropped names disappear.
+        """
+        kept = existing or {}
+        lines = list(ENV_HEADER)
+        lines += [f"{n}={kept.get(n) or self.values.get(n, '')}" for n in sorted(self.names)]
         return "\n".join(lines) + "\n"
 
 
@@ -156,9 +169,30 @@ def write_compose(model: _Model, context: PublishContext) -> None:
         "not this file.\n# Fill in .env, then run `docker compose up -d`.\n"
     )
     context.add_file(COMPOSE_FILE, header + to_yaml(document))
-    context.add_file(ENV_FILE, writer.variables.env_file())
+    existing = read_env_file(context.output_dir / ENV_FILE)
+    context.add_file(ENV_FILE, writer.variables.env_file(existing))
     for name, text in sorted(writer.dockerfiles.items()):
         context.add_file(name, text)
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """The ``NAME=value`` lines of an existing ``.env`` (empty when there is none), so that
+    publishing again keeps what the operator filled in. Comments and other lines are skipped."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise PublishError(
+            f"cannot read the existing {path} ({reason}): fix or remove it, then publish again"
+        ) from None
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        match = _ENV_LINE.match(line)
+        if match is not None:
+            values[match.group(1)] = match.group(2)
+    return values
 
 
 def _runs(resource: Resource) -> Resource:
@@ -277,7 +311,7 @@ class _ComposeWriter:
             build["dockerfile"] = "Dockerfile"
         s: dict[str, Any] = {"build": build}
         args = self._args(runs)
-        if args:
+        if args and user_dockerfile(runs) is None:  # the user's Dockerfile owns its command
             s["command"] = args
         env = container_environment(runs)
         for cb in runs.annotations_of(EnvironmentCallbackAnnotation):
@@ -468,4 +502,4 @@ def to_yaml(value: Mapping[str, Any], indent: int = 0) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["COMPOSE_FILE", "ENV_FILE", "to_yaml", "write_compose"]
+__all__ = ["COMPOSE_FILE", "ENV_FILE", "ENV_HEADER", "read_env_file", "to_yaml", "write_compose"]

@@ -3,8 +3,10 @@
 A Python app (``add_python_app``, ``add_python_module``, ``add_uvicorn_app``) publishes as a
 container built from its folder: the user's own ``Dockerfile`` when the folder has one, else a
 generated ``NAME.Dockerfile`` that installs ``requirements.txt`` or the ``pyproject.toml``
-project and runs the same command as run mode. The base image is the build argument
-``PYTHON_IMAGE`` (default ``python:3.12-slim``), so an offline machine can build on a local one.
+project (uvicorn itself for a uvicorn app with neither) and runs the same command as run mode.
+It copies the whole folder (``COPY . .``), so keep ``.env`` files and virtual environments out
+of it. The base image is the build argument ``PYTHON_IMAGE`` (default ``python:3.12-slim``),
+so an offline machine can build on a local one.
 """
 
 from __future__ import annotations
@@ -135,13 +137,18 @@ def python_dockerfile(resource: Resource) -> str:
         "ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PIP_DISABLE_PIP_VERSION_CHECK=1",
         f"WORKDIR {APP_DIR}",
     ]
-    if (folder / "requirements.txt").is_file():
+    has_requirements = (folder / "requirements.txt").is_file()
+    has_project = (folder / "pyproject.toml").is_file()
+    if has_requirements:
         lines += [
             "COPY requirements.txt ./",
             "RUN python -m pip install --no-cache-dir -r requirements.txt",
         ]
+    elif isinstance(resource, UvicornAppResource) and not has_project:
+        # nothing else would install the server run mode starts
+        lines.append("RUN python -m pip install --no-cache-dir uvicorn")
     lines.append("COPY . .")
-    if (folder / "pyproject.toml").is_file():
+    if has_project:
         lines.append("RUN python -m pip install --no-cache-dir .")
     env = container_environment(resource)
     if env:

@@ -201,8 +201,8 @@ def executable_entry(r: Resource, context: PublishContext) -> Entry:
             f"{r.name}: its command is known only when it runs, so it cannot be written to "
             "the manifest; give the resource a publish_manifest"
         )
-    if Path(command).is_absolute():
-        command = context.relative_path(command)
+    if Path(command).is_absolute() and context.inside_app_host(command):
+        command = context.relative_path(command)  # a program outside is kept as given
     entry: Entry = {
         "type": "executable.v0",
         "command": command,
@@ -227,8 +227,9 @@ def python_app_entry(r: Resource, context: PublishContext) -> Entry:
         "type": "container.v1",
         "build": {"context": context.relative_path(app_folder(r)), "dockerfile": dockerfile},
     }
-    # Literal arguments are the image's CMD; with a parameter among them, the manifest says.
-    _common(r, context, entry, with_args=literal_args(r) is None)
+    # Literal arguments are the generated image's CMD; with a parameter among them, the
+    # manifest says. The user's own Dockerfile owns its command: no args (as under Compose).
+    _common(r, context, entry, with_args=own is None and literal_args(r) is None)
     env = entry.get("env", {})
     if "UVICORN_HOST" in env:  # loopback in run mode; a container must listen on all
         env["UVICORN_HOST"] = "0.0.0.0"

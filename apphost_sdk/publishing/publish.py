@@ -69,9 +69,9 @@ def publish(
     """Write the artefacts of ``publisher`` for the app (``builder.build()``, or its builder)
     into ``output_dir`` and return the written files, the manifest first.
 
-    The folder is created; files written replace those of the same name, other files are left
-    alone. Raises :class:`PublishError` (or the writers' own ``ApphostError``) for what cannot
-    be published.
+    The folder is created; files written replace those of the same name (values filled in an
+    existing ``.env`` are kept), other files are left alone. Raises :class:`PublishError` (or
+    the writers' own ``ApphostError``) for what cannot be published.
     """
     publisher = check_publisher(publisher)
     target = output_target(output_dir, publisher)
@@ -123,8 +123,9 @@ def _check_relative(name: str) -> None:
 
 
 def _check_directory(directory: Path) -> None:
-    """Refuse an output path that is a file, before the writers run (the folder itself is
-    made when the files are written, so a publish that fails leaves nothing behind)."""
+    """Refuse an output path that is a file, before the writers run. Files are written only
+    after the whole model published, so a model error writes nothing; an OS error while
+    writing (a full disk) may leave the files written before it."""
     if directory.exists() and not directory.is_dir():
         raise PublishError(f"{directory} exists and is not a folder; give another output path")
 

@@ -14,6 +14,8 @@ from typing import Any
 
 import attrs
 
+from apphost_sdk.errors import ApphostError, ConfigurationError
+
 from ..managed_spec import MANAGED_PORT, ManagedRedisRequest
 from ..spec import AzureRedisRequest
 from . import classic, managed
@@ -48,6 +50,21 @@ def _is_managed(request: object) -> bool:
     )
 
 
+def _build_spec(request: Any, app_name: str) -> Any:
+    """``request.build_spec(app_name)``, with any unexpected exception of a user's
+    ``configure_infrastructure`` callback turned into a one-line ConfigurationError naming the
+    resource (publishing reports errors, not tracebacks)."""
+    try:
+        return request.build_spec(app_name)
+    except ApphostError:
+        raise
+    except Exception as exc:
+        raise ConfigurationError(
+            f"{request.resource_name}: its configure_infrastructure callback raised "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+
+
 def publish_azure_redis(
     request: AzureRedisRequest | ManagedRedisRequest, app_name: str
 ) -> BicepPublication:
@@ -58,11 +75,11 @@ def publish_azure_redis(
     names = PublishedNames(request.resource_name)
     if is_managed:
         assert isinstance(request, ManagedRedisRequest)
-        spec = None if request.is_existing else request.build_spec(app_name)
+        spec = None if request.is_existing else _build_spec(request, app_name)
         text = managed.managed_module(request, spec)
     else:
         assert isinstance(request, AzureRedisRequest)
-        cspec = None if request.is_existing else request.build_spec(app_name)
+        cspec = None if request.is_existing else _build_spec(request, app_name)
         text = classic.classic_module(request, cspec)
     files = {names.module_path: text}
 
