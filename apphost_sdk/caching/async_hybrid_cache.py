@@ -36,6 +36,9 @@ class AsyncHybridCache(HybridBase):
     Arguments as ``HybridCache``'s. The invalidation listener starts on the first call (or
     ``await cache.start()``) on the running loop, and again on another loop if the cache is
     later used there (dropping L1: messages were missed); close with ``await cache.aclose()``.
+    A ``set``/``remove`` landing while a factory runs wins (the factory's value is returned,
+    not cached), and waits for a fill's background L2 write of that key first. A factory
+    calling ``get_or_create`` for its own key is a ``RuntimeError``, not a deadlock.
     """
 
     def __init__(
@@ -59,6 +62,7 @@ class AsyncHybridCache(HybridBase):
         self._subscribe_timeout = subscribe_timeout
         self._flights: dict[tuple[str, int], asyncio.Task[Any]] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        self._pending_writes: dict[str, asyncio.Task[Any]] = {}
         self._listener: AsyncInvalidationListener | None = None
         if distributed is not None and invalidation:
             self._live = False
@@ -110,9 +114,11 @@ class AsyncHybridCache(HybridBase):
             return value
         slot = (key, entry.flags.value)
         flight = self._flights.get(slot)
+        if flight is not None and flight is asyncio.current_task():
+            raise RuntimeError(f"get_or_create({key!r}) called from its own factory")
         if flight is None:
             flight = asyncio.get_running_loop().create_task(
-                self._fill(key, factory, entry, tag_tuple, ser)
+                self._fill(key, factory, entry, tag_tuple, ser, self._generation(key))
             )
             self._flights[slot] = flight
             flight.add_done_callback(lambda t: self._landed(slot, t))
@@ -131,28 +137,49 @@ class AsyncHybridCache(HybridBase):
         entry: ResolvedEntry,
         tags: tuple[str, ...],
         ser: Serializer,
+        token: tuple[int, int],
     ) -> Any:
-        """L2, else the factory (L1 written; L2 written in the background)."""
+        """L2, else the factory (L1 written; L2 written in the background), the writes
+        skipped when ``key`` was invalidated since ``token``."""
         now = self._clock()
         if self.distributed is not None and not entry.flags & _F.DISABLE_DISTRIBUTED_CACHE_READ:
-            value = await self._read_l2(key, entry, ser, now)
+            value = await self._read_l2(key, entry, ser, now, token)
             if value is not MISS:
                 return value
         if entry.flags & _F.DISABLE_UNDERLYING_DATA:
             return None
         value = await _call(factory)
         payload = ser.dumps(value)
-        if self._too_big(payload):
+        if self._too_big(payload) or not self._still(key, token):
             return value
         self._write_local(key, value, payload, now, now + entry.local_expiration, tags, entry.flags)
         if self.distributed is not None and not entry.flags & _F.DISABLE_DISTRIBUTED_CACHE_WRITE:
             frame = self._frame(key, payload, tags, entry, now)
             task = asyncio.get_running_loop().create_task(self._write_l2(frame, quiet=True))
             self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._pending_writes[key] = task
+            task.add_done_callback(lambda t: self._written(key, t))
         return value
 
-    async def _read_l2(self, key: str, entry: ResolvedEntry, ser: Serializer, now: int) -> Any:
+    def _written(self, key: str, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if self._pending_writes.get(key) is task:
+            del self._pending_writes[key]
+
+    async def _settle(self, key: str) -> None:
+        """Wait for a fill's background L2 write of ``key`` (so a set/remove lands after)."""
+        task = self._pending_writes.get(key)
+        if task is not None and task.get_loop() is asyncio.get_running_loop():
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _read_l2(
+        self,
+        key: str,
+        entry: ResolvedEntry,
+        ser: Serializer,
+        now: int,
+        token: tuple[int, int] | None = None,
+    ) -> Any:
         """The L2 value (checked against tag times) or ``MISS``; L2 errors are misses."""
         assert self.distributed is not None
         try:
@@ -171,7 +198,7 @@ class AsyncHybridCache(HybridBase):
         except RedisError as exc:
             _log.warning("hybrid cache: L2 read failed (%s); treated as a miss", exc)
             return MISS
-        return self._accept_l2(key, frame, ser, entry, now)
+        return self._accept_l2(key, frame, ser, entry, now, token)
 
     # -- writes ---------------------------------------------------------------------------
     async def set(
@@ -194,11 +221,14 @@ class AsyncHybridCache(HybridBase):
         payload = self._serializer(serializer).dumps(value)
         if self._too_big(payload):
             return
+        await self._settle(key)
         now = self._clock()
         expires = now + entry.local_expiration
+        self._bump(key)  # fills in flight must not overwrite this value
         self._write_local(key, value, payload, now, expires, tag_tuple, entry.flags)
         if self.distributed is not None and not entry.flags & _F.DISABLE_DISTRIBUTED_CACHE_WRITE:
             await self._write_l2(self._frame(key, payload, tag_tuple, entry, now), quiet=False)
+            self._bump(key)  # nor may fills that read the old L2 value meanwhile
         await self._publish("K", key, now)
 
     async def _write_l2(self, frame: hybrid_core.Frame, *, quiet: bool) -> None:
@@ -216,9 +246,13 @@ class AsyncHybridCache(HybridBase):
     async def remove(self, key: str) -> None:
         """Forget ``key`` here, in L2, and in every other process's L1."""
         await self.start()
+        await self._settle(key)
+        self._bump(key)
         self.local.remove(key)
         if self.distributed is not None:
             await self.distributed.remove(key)
+            self._bump(key)
+            self.local.remove(key)
         await self._publish("K", key, self._clock())
 
     async def remove_by_tag(self, tag: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import threading
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
@@ -80,6 +81,11 @@ class HybridBase(Listener):
         #: Whether L1 may be read: invalidations arrive (or none can: no listener).
         self._live = True
         self._subscriptions = 0
+        # Invalidation generations: a fill captures them first and writes L1/L2 only if
+        # nothing invalidated its key meanwhile (else it could store what it read before).
+        self._gen_lock = threading.Lock()
+        self._gen_all = 0
+        self._gen_keys: dict[str, int] = {}
 
     @property
     def channel(self) -> bytes:
@@ -120,6 +126,25 @@ class HybridBase(Listener):
 
     def _serializer(self, serializer: Serializer | None) -> Serializer:
         return self.serializer if serializer is None else serializer
+
+    # -- invalidation generations --------------------------------------------------------
+    def _generation(self, key: str) -> tuple[int, int]:
+        """A token for ``key`` that changes whenever ``key`` (or everything) is invalidated."""
+        with self._gen_lock:
+            return self._gen_all, self._gen_keys.get(key, 0)
+
+    def _still(self, key: str, token: tuple[int, int]) -> bool:
+        """Whether nothing invalidated ``key`` since ``token`` was taken (fills may write)."""
+        return self._generation(key) == token
+
+    def _bump(self, key: str | None) -> None:
+        """Record an invalidation of ``key`` (None: of every key, e.g. a tag or a reconnect)."""
+        with self._gen_lock:
+            if key is None:
+                self._gen_all += 1
+                self._gen_keys.clear()  # the global counter now voids every older token
+            else:
+                self._gen_keys[key] = self._gen_keys.get(key, 0) + 1
 
     # -- L1 -------------------------------------------------------------------------------
     def _read_local(self, key: str, flags: HybridCacheEntryFlags, ser: Serializer) -> Any:
@@ -179,12 +204,21 @@ class HybridBase(Listener):
             self._tags.record(tag, hybrid_core.decode_tag_record(data), now)
 
     def _accept_l2(
-        self, key: str, frame: Frame, ser: Serializer, entry: ResolvedEntry, now: int
+        self,
+        key: str,
+        frame: Frame,
+        ser: Serializer,
+        entry: ResolvedEntry,
+        now: int,
+        token: tuple[int, int] | None = None,
     ) -> Any:
-        """The value of a fresh L2 frame (written to L1), or ``MISS`` when a tag voids it."""
+        """The value of a fresh L2 frame, or ``MISS`` when a tag voids it; written to L1
+        unless ``key`` was invalidated since ``token`` was taken."""
         if self._tags.is_stale(frame.created, frame.tags):
             return MISS
         value = ser.loads(frame.payload)
+        if token is not None and not self._still(key, token):
+            return value
         expires = min(now + entry.local_expiration, frame.expires)
         self._write_local(
             key, value, frame.payload, frame.created, expires, frame.tags, entry.flags
@@ -207,6 +241,7 @@ class HybridBase(Listener):
         return hybrid_core.encode_message(Message(self._sender, kind, ticks, name))
 
     def _invalidate_tag_locally(self, tag: str, ticks: int) -> None:
+        self._bump(None)
         self._tags.record(tag, ticks, self._clock())
         if tag == ALL_TAGS:
             self.local.clear()
@@ -219,6 +254,7 @@ class HybridBase(Listener):
         if message is None or message.sender == self._sender:
             return
         if message.kind == "K":
+            self._bump(message.name)
             self.local.remove(message.name)
         else:
             self._invalidate_tag_locally(message.name, message.ticks)
@@ -227,6 +263,8 @@ class HybridBase(Listener):
         """Subscribed: after a reconnect, messages may have been missed, so drop L1 and the
         remembered tag times; then trust L1 again."""
         self._subscriptions += 1
+        if self._subscriptions > 1:
+            self._bump(None)  # fills in flight may hold what they read before the drop
         if self._subscriptions > 1 or not self._live:
             self.local.clear()
             self._tags.forget()
@@ -235,5 +273,6 @@ class HybridBase(Listener):
     def on_disconnected(self) -> None:
         """Invalidations can no longer arrive: stop reading L1 and drop it."""
         self._live = False
+        self._bump(None)
         self.local.clear()
         self._tags.forget()

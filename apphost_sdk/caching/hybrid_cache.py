@@ -33,9 +33,10 @@ _T = TypeVar("_T")
 class _Flight:
     """One factory call other threads wait for: its value or its exception."""
 
-    __slots__ = ("done", "error", "value")
+    __slots__ = ("done", "error", "owner", "value")
 
     def __init__(self) -> None:
+        self.owner = threading.get_ident()
         self.done = threading.Event()
         self.value: Any = None
         self.error: BaseException | None = None
@@ -54,7 +55,11 @@ class HybridCache(HybridBase):
     ``StrSerializer`` or your own ``Serializer``). ``invalidation`` (default on with an L2)
     publishes our ``set``/``remove``/``remove_by_tag`` on the instance's channel and subscribes
     to it, so that other processes' writes evict our L1 (off: neither, as .NET);
-    construction waits up to ``subscribe_timeout`` seconds for that subscription.
+    construction waits up to ``subscribe_timeout`` seconds for that subscription, so
+    create (resolve) it at startup, not inside an async endpoint, where it would block the
+    event loop. A ``set``/``remove`` (here or elsewhere) landing while a factory runs wins:
+    the factory's value is returned but not cached. A factory calling ``get_or_create``
+    for its own key is a ``RuntimeError`` (it would wait for itself forever).
     """
 
     def __init__(
@@ -121,10 +126,13 @@ class HybridCache(HybridBase):
             if flight is None:
                 flight = self._flights[slot] = _Flight()
         if not leader:
+            if flight.owner == threading.get_ident() and not flight.done.is_set():
+                raise RuntimeError(f"get_or_create({key!r}) called from its own factory")
             return flight.wait()
         frame = None
+        token = self._generation(key)
         try:
-            value, frame = self._fill(key, factory, entry, tag_tuple, ser)
+            value, frame = self._fill(key, factory, entry, tag_tuple, ser, token)
         except BaseException as exc:
             flight.error = exc
             raise
@@ -134,7 +142,7 @@ class HybridCache(HybridBase):
             with self._flight_lock:
                 self._flights.pop(slot, None)
             flight.done.set()
-        if frame is not None:
+        if frame is not None and self._still(key, token):
             self._write_l2(frame, quiet=True)
         return value
 
@@ -145,11 +153,13 @@ class HybridCache(HybridBase):
         entry: ResolvedEntry,
         tags: tuple[str, ...],
         ser: Serializer,
+        token: tuple[int, int],
     ) -> tuple[Any, hybrid_core.Frame | None]:
-        """L2, else the factory (L1 written); the frame still to write to L2, if any."""
+        """L2, else the factory; L1 written and the frame still to write to L2 returned,
+        unless ``key`` was invalidated since ``token`` (then the value is only returned)."""
         now = self._clock()
         if self.distributed is not None and not entry.flags & _F.DISABLE_DISTRIBUTED_CACHE_READ:
-            value = self._read_l2(key, entry, ser, now)
+            value = self._read_l2(key, entry, ser, now, token)
             if value is not MISS:
                 return value, None
         if entry.flags & _F.DISABLE_UNDERLYING_DATA:
@@ -158,13 +168,22 @@ class HybridCache(HybridBase):
         payload = ser.dumps(value)
         if self._too_big(payload):
             return value, None
+        if not self._still(key, token):
+            return value, None
         frame = self._frame(key, payload, tags, entry, now)
         expires = now + entry.local_expiration
         self._write_local(key, value, payload, now, expires, tags, entry.flags)
         skip_l2 = self.distributed is None or entry.flags & _F.DISABLE_DISTRIBUTED_CACHE_WRITE
         return value, None if skip_l2 else frame
 
-    def _read_l2(self, key: str, entry: ResolvedEntry, ser: Serializer, now: int) -> Any:
+    def _read_l2(
+        self,
+        key: str,
+        entry: ResolvedEntry,
+        ser: Serializer,
+        now: int,
+        token: tuple[int, int] | None = None,
+    ) -> Any:
         """The L2 value (checked against tag times, read from L2 when unknown) or ``MISS``;
         L2 errors are misses, as in .NET."""
         assert self.distributed is not None
@@ -184,7 +203,7 @@ class HybridCache(HybridBase):
         except RedisError as exc:
             _log.warning("hybrid cache: L2 read failed (%s); treated as a miss", exc)
             return MISS
-        return self._accept_l2(key, frame, ser, entry, now)
+        return self._accept_l2(key, frame, ser, entry, now, token)
 
     # -- writes ---------------------------------------------------------------------------
     def set(
@@ -207,11 +226,13 @@ class HybridCache(HybridBase):
         if self._too_big(payload):
             return
         now = self._clock()
+        self._bump(key)  # fills in flight must not overwrite this value
         self._write_local(
             key, value, payload, now, now + entry.local_expiration, tag_tuple, entry.flags
         )
         if self.distributed is not None and not entry.flags & _F.DISABLE_DISTRIBUTED_CACHE_WRITE:
             self._write_l2(self._frame(key, payload, tag_tuple, entry, now), quiet=False)
+            self._bump(key)  # nor may fills that read the old L2 value meanwhile
         self._publish("K", key, now)
 
     def _write_l2(self, frame: hybrid_core.Frame, *, quiet: bool) -> None:
@@ -228,9 +249,12 @@ class HybridCache(HybridBase):
 
     def remove(self, key: str) -> None:
         """Forget ``key`` here, in L2, and in every other process's L1."""
+        self._bump(key)
         self.local.remove(key)
         if self.distributed is not None:
             self.distributed.remove(key)
+            self._bump(key)
+            self.local.remove(key)
         self._publish("K", key, self._clock())
 
     def remove_by_tag(self, tag: str) -> None:

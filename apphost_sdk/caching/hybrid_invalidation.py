@@ -12,14 +12,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from typing import Any
 
-__all__ = ["AsyncInvalidationListener", "InvalidationListener", "Listener"]
+__all__ = ["AsyncInvalidationListener", "InvalidationListener", "Listener", "SilentConnectionError"]
 
 _log = logging.getLogger("apphost_sdk.caching")
 
 #: How long one wait for a message lasts, so that ``stop`` is noticed promptly.
 POLL_SECONDS = 0.2
+#: After this much silence the listener pings; no pong within ``PONG_WITHIN`` is a lost
+#: connection (a silently dead socket must not leave L1 trusted forever).
+PING_AFTER = 5.0
+PONG_WITHIN = 2.0
 _BACKOFF_START = 0.05
 _BACKOFF_MAX = 2.0
 
@@ -52,10 +57,57 @@ def _dispatch(message: dict[str, Any] | None, listener: Listener) -> bool:
     return False
 
 
-class InvalidationListener:
-    """A daemon thread subscribed to ``channel`` on ``client`` (sync, plain or cluster)."""
+class SilentConnectionError(ConnectionError):
+    """The subscription stayed silent and did not answer a ping in time."""
 
-    def __init__(self, client: Any, channel: bytes, listener: Listener) -> None:
+
+class _Heartbeat:
+    """When to ping a silent subscription, and when its silence means it is dead."""
+
+    def __init__(self, ping_after: float, pong_within: float) -> None:
+        self._ping_after = ping_after
+        self._pong_within = pong_within
+        self._heard = time.monotonic()
+        self._pinged: float | None = None
+
+    def heard(self) -> None:
+        """Any reply (message, pong, confirmation) proves the connection alive."""
+        self._heard = time.monotonic()
+        self._pinged = None
+
+    def should_ping(self) -> bool:
+        """True when a ping is due (then it counts as sent); raises when one went unanswered."""
+        now = time.monotonic()
+        if self._pinged is not None:
+            if now - self._pinged > self._pong_within:
+                raise SilentConnectionError(
+                    f"no pong within {self._pong_within}s of a ping on the invalidation channel"
+                )
+            return False
+        if now - self._heard > self._ping_after:
+            self._pinged = now
+            return True
+        return False
+
+
+class InvalidationListener:
+    """A daemon thread subscribed to ``channel`` on ``client`` (sync, plain or cluster).
+
+    It pings after ``ping_after`` seconds of silence and treats a missing pong within
+    ``pong_within`` seconds as a lost connection.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        channel: bytes,
+        listener: Listener,
+        *,
+        ping_after: float = PING_AFTER,
+        pong_within: float = PONG_WITHIN,
+    ) -> None:
+        self._ping_after = ping_after
+        self._pong_within = pong_within
         self._client = client
         self._channel = channel
         self._listener = listener
@@ -83,8 +135,13 @@ class InvalidationListener:
             try:
                 pubsub = self._client.pubsub()
                 pubsub.subscribe(self._channel)
+                beat = _Heartbeat(self._ping_after, self._pong_within)
                 while not self._stop.is_set():
                     reply = pubsub.get_message(timeout=POLL_SECONDS)
+                    if reply is not None:
+                        beat.heard()
+                    elif beat.should_ping():
+                        pubsub.ping()
                     if _dispatch(reply, self._listener):
                         self._ready.set()
                         backoff = _BACKOFF_START
@@ -104,9 +161,20 @@ class InvalidationListener:
 
 
 class AsyncInvalidationListener:
-    """A task on the running loop subscribed to ``channel`` on an asyncio ``client``."""
+    """A task on the running loop subscribed to ``channel`` on an asyncio ``client``; it
+    health-checks a silent subscription as ``InvalidationListener`` does."""
 
-    def __init__(self, client: Any, channel: bytes, listener: Listener) -> None:
+    def __init__(
+        self,
+        client: Any,
+        channel: bytes,
+        listener: Listener,
+        *,
+        ping_after: float = PING_AFTER,
+        pong_within: float = PONG_WITHIN,
+    ) -> None:
+        self._ping_after = ping_after
+        self._pong_within = pong_within
         self._client = client
         self._channel = channel
         self._listener = listener
@@ -170,8 +238,13 @@ class AsyncInvalidationListener:
             try:
                 pubsub = self._client.pubsub()
                 await pubsub.subscribe(self._channel)
+                beat = _Heartbeat(self._ping_after, self._pong_within)
                 while True:
                     reply = await pubsub.get_message(timeout=POLL_SECONDS)
+                    if reply is not None:
+                        beat.heard()
+                    elif beat.should_ping():
+                        await pubsub.ping()
                     if _dispatch(reply, self._listener):
                         self._ready.set()
                         backoff = _BACKOFF_START

@@ -1,10 +1,11 @@
 """Output-caching rules, free of I/O: what is cacheable, the cache key, and the stored frame.
 
 As ASP.NET Core's default output-cache policy: only GET and HEAD requests without an
-``Authorization`` header, only 200 responses without ``Set-Cookie``, 60 s by default, varying
-by host and every query key unless told otherwise. The key follows ASP.NET's layout
-(``METHOD␞SCHEME␞HOST`` upper-cased, ␞ and the path as is, then ``H`` and ``Q`` vary
-segments; ␞ is 0x1E).
+``Authorization`` header (nor a signed-in user, which the middleware checks), only 200
+responses without ``Set-Cookie``, 60 s by default, varying by host and every query key unless
+told otherwise. The key follows ASP.NET's layout (``METHOD␞SCHEME␞HOST`` upper-cased, ␞ and
+the path as is, then ``H`` and ``Q`` vary segments; ␞ is 0x1E), except that query names keep
+their case and are percent-encoded.
 
 Stored responses use our own frame (``StoredResponse.encode``), not ASP.NET's binary entry,
 so output-cache entries are not shared with .NET services (their keys use another prefix).
@@ -16,7 +17,7 @@ import json
 import struct
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
 
 import attrs
 
@@ -126,8 +127,10 @@ def cache_key(
 
     ``path`` includes the root path and keeps its case (Starlette routes are case-sensitive,
     unlike ASP.NET's, which upper-cases it); method, scheme and host are upper-cased. Query
-    keys match case-insensitively and are listed in sorted order, so ``?a=1&b=2`` and
-    ``?b=2&a=1`` share an entry; repeated values keep order.
+    keys match ``vary_by_query`` case-insensitively but enter the key as sent (percent-encoded,
+    so no name can forge a ``name=value`` boundary) and sorted, so ``?a=1&b=2`` and
+    ``?b=2&a=1`` share an entry while ``?q=1`` and ``?Q=1`` (distinct to Starlette) do not;
+    repeated values keep order.
     """
     host_part = host if policy.vary_by_host else "*:*"
     raw: list[str] = [method, scheme, host_part, path]
@@ -142,14 +145,15 @@ def cache_key(
     if policy.vary_by_query:
         wanted = {q.upper() for q in policy.vary_by_query}
         everything = "*" in wanted
-        grouped: dict[str, list[str]] = {} if everything else {name: [] for name in wanted}
+        grouped: dict[str, list[str]] = {}
         for name, value in parse_qsl(
             query_string.decode("latin-1"), keep_blank_values=True, encoding="latin-1"
         ):
-            upper = name.upper()
-            if everything or upper in wanted:
+            if everything or name.upper() in wanted:
                 raw.extend((name, value))
-                grouped.setdefault(upper, []).append(value)
+                # Percent-encoded, a name holds no "=", so ``?a%3DB=c`` and ``?a=B%3Dc`` differ;
+                # it keeps its case, as Starlette's query parameters are case-sensitive.
+                grouped.setdefault(quote(name, safe=""), []).append(value)
         if grouped:
             parts.append("Q")
             parts.extend(f"{k}={_US.join(v)}" for k, v in sorted(grouped.items()))

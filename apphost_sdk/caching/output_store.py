@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
+from .deferred import DeferredAsyncRedis
 from .shared import AsyncRedisClient
 
 __all__ = ["RedisOutputCacheStore"]
@@ -48,8 +49,16 @@ class RedisOutputCacheStore:
     def __repr__(self) -> str:
         return f"RedisOutputCacheStore(instance_name={self.instance_name!r})"
 
+    async def _settle(self) -> None:
+        """Let a deferred client learn whether it is a cluster (awaited, never blocking the
+        loop) before a pipeline is built: an undecided one would pipe to a single endpoint."""
+        client = self._client
+        if isinstance(client, DeferredAsyncRedis) and not client.settled:
+            await client.settle()
+
     async def get(self, key: str) -> bytes | None:
         """The stored value of ``key``, or None."""
+        await self._settle()
         value = await self._client.get(self._value_prefix + key)
         return value if value is None or isinstance(value, bytes) else str(value).encode()
 
@@ -57,6 +66,7 @@ class RedisOutputCacheStore:
         self, key: str, value: bytes, *, expiration: timedelta, tags: Iterable[str] = ()
     ) -> None:
         """Store ``value`` for ``expiration`` and add ``key`` to each tag (one round trip)."""
+        await self._settle()
         ttl_ms = max(1, int(expiration / timedelta(milliseconds=1)))
         now_ms = int(self._clock() * 1000)
         value_key = self._value_prefix + key
@@ -71,6 +81,7 @@ class RedisOutputCacheStore:
 
     async def evict_by_tag(self, tag: str) -> int:
         """Remove every entry tagged ``tag``; returns how many live entries were removed."""
+        await self._settle()
         tag_key = self._tag_prefix + tag
         removed = 0
         while True:

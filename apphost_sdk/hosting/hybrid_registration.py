@@ -7,7 +7,9 @@ the host (their invalidation listener stops; the Redis clients are closed by the
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import logging
+import weakref
+from typing import TYPE_CHECKING, Any
 
 from ..caching.async_cache import AsyncDistributedCache
 from ..caching.async_hybrid_cache import AsyncHybridCache
@@ -26,6 +28,12 @@ if TYPE_CHECKING:
     from .builder import HostApplicationBuilder
 
 __all__ = ["register_hybrid_cache"]
+
+_log = logging.getLogger("apphost_sdk.hosting")
+#: Per builder and service key: the (options, serializer) of the first registration.
+_FIRST: weakref.WeakKeyDictionary[Any, dict[str | None, tuple[Any, Any]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def register_hybrid_cache(
@@ -49,8 +57,16 @@ def register_hybrid_cache(
         configure_options=configure_options,
     )
     services, key = builder.services, registration.key
+    first = _FIRST.setdefault(builder, {})
     if services.is_registered(HybridCache, key):
+        if first.get(key, (options, serializer)) != (options, serializer):
+            _log.warning(
+                "Redis connection %s already has a hybrid cache; the options/serializer of "
+                "this later registration are ignored (pass them to the first one)",
+                name,
+            )
         return registration
+    first[key] = (options, serializer)
     services.add_singleton(
         HybridCache,
         lambda s: HybridCache(

@@ -11,7 +11,9 @@ opt routes in::
 
 Nothing is cached without a policy (the decorator, or ``default_policy=OutputCachePolicy()``
 for every route; ``@output_cache(no_store=True)`` opts a route out). Only GET/HEAD requests
-without ``Authorization`` and 200 responses without ``Set-Cookie`` are stored; hits carry an
+without ``Authorization`` nor a signed-in ``scope["user"]`` and 200 responses without
+``Set-Cookie`` are stored; add this middleware before ``AuthenticationMiddleware`` with
+``add_middleware`` (so it runs inside it and sees the user). Hits carry an
 ``Age`` header, a matching ``If-None-Match`` gets 304, and ``Cache-Control: only-if-cached``
 on a miss gets 504, as in ASP.NET. Concurrent misses for one key run the endpoint once per
 process; the others wait and get the same response. Streaming responses pass through as they
@@ -173,7 +175,8 @@ class OutputCacheMiddleware:
 
     Give the ``store`` itself, or the ``host`` (and ``key`` for a keyed registration) whose
     ``RedisOutputCacheStore`` is resolved per request, so that it follows the lifespan's
-    reconnects. ``default_policy`` applies to routes without their own.
+    reconnects. ``default_policy`` applies to routes without their own. Add it before
+    Starlette's ``AuthenticationMiddleware`` (inside it), so signed-in users pass through.
     """
 
     def __init__(
@@ -229,7 +232,8 @@ class OutputCacheMiddleware:
             return
         headers: Sequence[tuple[bytes, bytes]] = scope.get("headers") or ()
         method = str(scope["method"])
-        policy = self._policy_for(scope) if request_cacheable(method, headers) else None
+        cacheable = request_cacheable(method, headers) and not _signed_in(scope)
+        policy = self._policy_for(scope) if cacheable else None
         key = None if policy is None or policy.no_store else self._key_of(policy, scope)
         if policy is None or key is None:
             await self.app(scope, receive, send)
@@ -239,6 +243,8 @@ class OutputCacheMiddleware:
             entry = await asyncio.shield(flight)
             if entry is not None:
                 await self._serve(entry, method, headers, send)
+            elif _only_if_cached(headers):  # the leader stored nothing: still a miss
+                await _send_simple(send, 504)
             else:
                 await self.app(scope, receive, send)
             return
@@ -378,6 +384,12 @@ def _find_endpoint(app: Any, scope: Scope, depth: int = 0) -> Any:
             return _find_endpoint(route, {**scope, **child}, depth + 1)
         return getattr(route, "endpoint", None)
     return None
+
+
+def _signed_in(scope: Scope) -> bool:
+    """Whether Starlette's ``AuthenticationMiddleware`` (running outside us) set a signed-in
+    ``scope["user"]``: as ASP.NET's default policy, their responses are never cached."""
+    return bool(getattr(scope.get("user"), "is_authenticated", False))
 
 
 def _header_values(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> list[bytes]:

@@ -1,8 +1,9 @@
 """A second, real process holding a ``HybridCache``, driven line by line over stdin/stdout.
 
 Run as a script (``python hybrid_helpers.py HOST PORT INSTANCE``); it prints ``ready`` once
-subscribed. Commands: ``get KEY [TAG]`` (``get_or_create`` with a factory returning
-``"factory-in-child"``; prints the value as JSON), ``has KEY`` (whether L1 holds it) and
+its subscription is confirmed (polled up to 10 s). Commands: ``get KEY [TAG]``
+(``get_or_create`` with a factory returning ``"factory-in-child"``; prints the value as
+JSON), ``has KEY`` (whether L1 holds it) and
 ``wait KEY`` (prints ``waiting``, then ``gone <time.monotonic()>`` once L1 dropped KEY, or
 ``timeout``). ``ChildCache`` is the parent's handle on it.
 """
@@ -64,7 +65,10 @@ def _serve(cache: Any, out: IO[str]) -> None:
         out.write(text + "\n")
         out.flush()
 
-    reply("ready")
+    deadline = time.monotonic() + 10
+    while not cache.receiving_invalidations and time.monotonic() < deadline:
+        time.sleep(0.01)
+    reply("ready" if cache.receiving_invalidations else "not subscribed within 10 s")
     for line in sys.stdin:
         parts = line.split()
         if not parts or parts[0] == "quit":

@@ -4,6 +4,7 @@ tags, flags, the frame and the serializers (Hypothesis), and the host registrati
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -103,18 +104,18 @@ def test_100_threads_share_one_factory_call(hybrid: HybridCache) -> None:
 
 def test_failing_factory_reaches_every_thread_and_caches_nothing(hybrid: HybridCache) -> None:
     calls = 0
-    started = threading.Event()
+    barrier = threading.Barrier(20)
 
     def boom() -> str:
         nonlocal calls
         calls += 1
-        started.set()
-        time.sleep(0.1)
+        time.sleep(0.5)  # long enough for every thread to join the flight on a loaded CI box
         raise LookupError("the database said no")
 
     errors: list[BaseException] = []
 
     def worker() -> None:
+        barrier.wait(10)
         try:
             hybrid.get_or_create("bad", boom)
         except LookupError as exc:
@@ -169,6 +170,92 @@ def test_100_tasks_share_one_factory_call(client: redis.Redis, redis_server: Red
     assert results == [[1, 2]] * 100
     assert fails == 1 and errors == 50
     assert client.exists(b"ahy:k") == 1
+
+
+# -- invalidations during a fill (issue 12 review) ---------------------------------------
+def test_a_set_during_a_slow_factory_wins_everywhere(client: redis.Redis) -> None:
+    with (
+        HybridCache(DistributedCache(client, instance_name="race:")) as a,
+        HybridCache(DistributedCache(client, instance_name="race:")) as b,
+    ):
+        result: list[Any] = []
+        runner = threading.Thread(
+            target=lambda: result.append(b.get_or_create("k", Counter("v1-old", delay=0.3)))
+        )
+        runner.start()
+        time.sleep(0.1)
+        a.set("k", "v2-new")
+        runner.join(10)
+        assert result == ["v1-old"]  # the caller still gets its factory's value
+        assert b.get_or_create("k", lambda: "unused") == "v2-new"
+        assert decode_frame(stored(client, b"race:k"), "k").payload == b'"v2-new"'
+        # the same hole after a reconnect: a fill that began before it writes nothing
+        token = b._generation("k")
+        b.on_subscribed()
+        assert not b._still("k", token)
+
+
+def test_async_set_or_remove_during_a_slow_factory_wins(
+    client: redis.Redis, redis_server: RedisProcess
+) -> None:
+    async def run() -> None:
+        ca = aioredis.Redis(host=redis_server.host, port=redis_server.port)
+        cb = aioredis.Redis(host=redis_server.host, port=redis_server.port)
+
+        async def slow() -> str:
+            await asyncio.sleep(0.3)
+            return "v1-old"
+
+        async with (
+            AsyncHybridCache(AsyncDistributedCache(ca, instance_name="arace:")) as a,
+            AsyncHybridCache(AsyncDistributedCache(cb, instance_name="arace:")) as b,
+        ):
+            await a.start()
+            fill = asyncio.ensure_future(b.get_or_create("k", slow))
+            await asyncio.sleep(0.1)
+            await a.set("k", "v2-new")
+            assert await fill == "v1-old"
+            await asyncio.sleep(0.05)
+            assert await b.get_or_create("k", _value("unused")) == "v2-new"
+            # a local remove during a fill: neither L1 nor L2 gets the old value
+            fill = asyncio.ensure_future(b.get_or_create("r", slow))
+            await asyncio.sleep(0.1)
+            await b.remove("r")
+            assert await fill == "v1-old"
+            await asyncio.sleep(0.05)
+            assert "r" not in b.local
+            assert await b.get_or_create("r", _value("fresh")) == "fresh"
+            # S3: a remove right after a fill waits for the fill's background L2 write
+            assert await b.get_or_create("w", _value("w1")) == "w1"
+            await b.remove("w")
+            await asyncio.sleep(0.05)
+            assert await cb.exists(b"arace:w") == 0
+        await ca.aclose()
+        await cb.aclose()
+
+    asyncio.run(run())
+    assert decode_frame(stored(client, b"arace:k"), "k").payload == b'"v2-new"'
+
+
+def test_a_factory_asking_for_its_own_key_is_an_error(hybrid: HybridCache) -> None:
+    def again() -> str:
+        return hybrid.get_or_create("self", again)
+
+    with pytest.raises(RuntimeError, match="called from its own factory"):
+        hybrid.get_or_create("self", again)
+    assert hybrid.get_or_create("self", lambda: "ok") == "ok"
+
+    async def run() -> None:
+        cache = AsyncHybridCache()
+
+        async def again_async() -> str:
+            return await cache.get_or_create("self", again_async)
+
+        with pytest.raises(RuntimeError, match="called from its own factory"):
+            await asyncio.wait_for(cache.get_or_create("self", again_async), 5)
+        assert await cache.get_or_create("self", _value("ok")) == "ok"
+
+    asyncio.run(run())
 
 
 # -- L1 and L2 -------------------------------------------------------------------------------
@@ -255,7 +342,7 @@ def test_foreign_or_corrupt_l2_values_are_misses(hybrid: HybridCache, client: re
 # -- tags ------------------------------------------------------------------------------------
 def test_remove_by_tag_makes_older_entries_misses_everywhere(client: redis.Redis) -> None:
     l2 = DistributedCache(client, instance_name="tags:")
-    quick = HybridCacheOptions(tag_refresh=0.05)
+    quick = HybridCacheOptions(tag_refresh=1.0)
     with HybridCache(l2) as a, HybridCache(l2, invalidation=False, options=quick) as b:
         a.get_or_create("p1", lambda: "old1", tags=["products"])
         a.get_or_create("p2", lambda: "old2", tags=["products", "eu"])
@@ -268,7 +355,7 @@ def test_remove_by_tag_makes_older_entries_misses_everywhere(client: redis.Redis
         assert a.get_or_create("u1", lambda: "unused") == "user"
         # b has no listener: it trusts what it knew of the tag for tag_refresh (.NET: forever)
         assert b.get_or_create("p2", lambda: "new2", flags=F.DISABLE_LOCAL_CACHE) == "old2"
-        time.sleep(0.06)
+        time.sleep(1.1)
         assert b.get_or_create("p2", lambda: "new2") == "new2"
         assert b.get_or_create("p1", lambda: "unused") == "new1"
         a.remove_by_tag("*")
@@ -355,7 +442,9 @@ def test_l1_only_cache_and_bad_arguments() -> None:
 
 
 # -- the host --------------------------------------------------------------------------------
-def test_registration_on_the_host(redis_server: RedisProcess, raw: redis.Redis) -> None:
+def test_registration_on_the_host(
+    redis_server: RedisProcess, raw: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
     builder = HostApplicationBuilder(
         environ={
             "ConnectionStrings__cache": redis_server.connection_string,
@@ -367,6 +456,9 @@ def test_registration_on_the_host(redis_server: RedisProcess, raw: redis.Redis) 
     )
     builder.add_redis_hybrid_cache("cache")
     builder.add_redis_hybrid_cache("cache")  # idempotent
+    with caplog.at_level(logging.WARNING, logger="apphost_sdk.hosting"):
+        builder.add_redis_hybrid_cache("cache", serializer=StrSerializer())
+    assert "Redis connection cache already has a hybrid cache" in caplog.text
     builder.add_keyed_redis_hybrid_cache("other")
     with builder.build() as app:
         cache = app.services.get(HybridCache)

@@ -1,10 +1,13 @@
-"""Cross-process L1 invalidation over Redis pub/sub: a second real process within 100 ms,
-dropping L1 after a lost subscription (CLIENT KILL), the asyncio twin, and a Redis Cluster."""
+"""Cross-process L1 invalidation over Redis pub/sub: a second real process, dropping L1
+after a lost subscription (CLIENT KILL, or a silently dead socket), the asyncio twin, and a
+Redis Cluster."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 
@@ -17,13 +20,16 @@ import redis.cluster
 from apphost_sdk.caching.async_cache import AsyncDistributedCache
 from apphost_sdk.caching.async_hybrid_cache import AsyncHybridCache
 from apphost_sdk.caching.hybrid_cache import HybridCache
+from apphost_sdk.caching.hybrid_invalidation import InvalidationListener, Listener
 from apphost_sdk.caching.sync_cache import DistributedCache
 
 from .hybrid_helpers import ChildCache
 from .redis_cluster import RedisClusterProcess
 from .redis_process import RedisProcess
 
-LIMIT = 0.1  # seconds: the issue's bound for another process's L1 to forget
+#: Seconds for another process's L1 to forget, loose for a loaded CI machine (the 100 ms p99
+#: is measured by benchmarks/cache.py's invalidation suite).
+LIMIT = 1.0
 
 
 @pytest.fixture
@@ -57,7 +63,7 @@ def evicted_within(child: ChildCache, key: str, action: Callable[[], None]) -> f
     return float(answer.split()[1]) - start
 
 
-def test_another_process_forgets_within_100_ms(client: redis.Redis, child: ChildCache) -> None:
+def test_another_process_forgets_promptly(client: redis.Redis, child: ChildCache) -> None:
     with HybridCache(DistributedCache(client, instance_name="xp:")) as cache:
         cache.set("k", "v1", tags=["t"])
         assert json.loads(child.ask("get k")) == "v1"  # from L2, now in the child's L1
@@ -90,6 +96,80 @@ def test_a_lost_subscription_drops_l1(client: redis.Redis) -> None:
             other.set("k", "newer")
         eventually(lambda: "k" not in cache.local)
         assert cache.get_or_create("k", lambda: "x") == "newer"
+
+
+class FreezingProxy:
+    """A TCP proxy to Redis that can go silent without closing anything (a dead network)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._target = (host, port)
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        self.frozen = threading.Event()
+        self._closed = threading.Event()
+        self._sockets: list[socket.socket] = [self._server]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                near, _ = self._server.accept()
+            except OSError:
+                return
+            far = socket.create_connection(self._target)
+            self._sockets += [near, far]
+            for a, b in ((near, far), (far, near)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        while not self._closed.is_set():
+            try:
+                data = src.recv(65536)
+                if not data:
+                    return
+                if not self.frozen.is_set():  # frozen: bytes vanish, nobody is told
+                    dst.sendall(data)
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self._closed.set()
+        for s in self._sockets:
+            try:
+                s.close()
+            except OSError:
+                pass
+
+
+class Recorder(Listener):
+    def __init__(self) -> None:
+        self.subscribed = 0
+        self.disconnected = threading.Event()
+
+    def on_subscribed(self) -> None:
+        self.subscribed += 1
+
+    def on_disconnected(self) -> None:
+        self.disconnected.set()
+
+
+def test_a_silently_dead_subscription_is_noticed(redis_server: RedisProcess) -> None:
+    proxy = FreezingProxy(redis_server.host, redis_server.port)
+    client = redis.Redis(host="127.0.0.1", port=proxy.port)
+    recorder = Recorder()
+    listener = InvalidationListener(
+        client, b"dead:__apphost_hybrid__", recorder, ping_after=0.3, pong_within=0.3
+    )
+    try:
+        assert listener.start(5)
+        time.sleep(1.0)  # pings answered while the network is fine
+        assert not recorder.disconnected.is_set()
+        proxy.frozen.set()
+        assert recorder.disconnected.wait(5), "a silent subscription was trusted"
+    finally:
+        listener.stop()
+        client.close()
+        proxy.close()
 
 
 def test_async_invalidation_and_reconnect(client: redis.Redis, redis_server: RedisProcess) -> None:

@@ -7,23 +7,27 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
 import redis
 import redis.asyncio as aioredis
+import redis.asyncio.cluster as aiocluster
+import redis.cluster
 from fastapi import FastAPI
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.authentication import AuthCredentials, AuthenticationBackend, BaseUser, SimpleUser
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
 
+from apphost_sdk.caching.deferred import DeferredAsyncRedis
 from apphost_sdk.caching.output_policy import (
     OutputCachePolicy,
     StoredResponse,
@@ -39,6 +43,7 @@ from apphost_sdk.hosting.output_cache import (
     output_cache,
 )
 
+from .redis_cluster import RedisClusterProcess
 from .redis_process import RedisProcess, free_port
 
 
@@ -70,7 +75,7 @@ def make_app(counter: Counter, *, delay: float = 0.0) -> Starlette:
         lang = request.headers.get("accept-language", "")
         return JSONResponse({"run": run, "q": q, "lang": lang}, headers={"ETag": f'"p{run}"'})
 
-    @output_cache(expiration=0.3)
+    @output_cache(expiration=1.5)
     async def short(request: Request) -> Response:
         return PlainTextResponse(f"run {counter.hit('short')}")
 
@@ -259,9 +264,9 @@ def test_expiration(redis_server: RedisProcess, raw: redis.Redis) -> None:
         async with http(wrap(make_app(counter), store)) as client:
             assert (await client.get("/short")).text == "run 1"
             assert (await client.get("/short")).text == "run 1"
-            deadline = time.monotonic() + 5
+            deadline = time.monotonic() + 8
             while (await client.get("/short")).text == "run 1":
-                assert time.monotonic() < deadline, "the 0.3 s entry never expired"
+                assert time.monotonic() < deadline, "the 1.5 s entry never expired"
                 await asyncio.sleep(0.05)
             assert counter.runs["short"] == 2
 
@@ -520,3 +525,152 @@ def test_host_without_a_store_names_the_fix(redis_server: RedisProcess) -> None:
     with TestClient(app) as client, pytest.raises(LookupError, match="add_redis_output_cache"):
         client.get("/users")
     host.close()
+
+
+def test_query_names_cannot_forge_a_name_value_boundary() -> None:
+    policy = OutputCachePolicy()
+    forged = _key(policy, b"a%3DB=c", "")
+    plain = _key(policy, b"a=B%3Dc", "")
+    assert forged is not None and plain is not None and forged != plain
+    # names keep their case: Starlette reads ?q= and ?Q= as different parameters
+    assert _key(policy, b"q=1", "") != _key(policy, b"Q=1", "")
+
+
+# a small alphabet full of separators finds forgeries; the latin-1 one finds the rest
+_part = st.one_of(st.text(alphabet="aA=", max_size=3), _text)
+_pairs = st.lists(st.tuples(_part, _part), max_size=3)
+
+
+@settings(max_examples=200, deadline=None)
+@given(name1=_part, value1=_part, name2=_part, value2=_part)
+def test_one_query_parameter_gives_distinct_keys(
+    name1: str, value1: str, name2: str, value2: str
+) -> None:
+    from urllib.parse import urlencode
+
+    policy = OutputCachePolicy()
+    k1 = _key(policy, urlencode([(name1, value1)], encoding="latin-1").encode(), "")
+    k2 = _key(policy, urlencode([(name2, value2)], encoding="latin-1").encode(), "")
+    assert k1 is not None and k2 is not None
+    assert (k1 == k2) == ((name1, value1) == (name2, value2))
+
+
+@settings(max_examples=200, deadline=None)
+@given(pairs1=_pairs, pairs2=_pairs)
+def test_query_names_and_values_give_distinct_keys(
+    pairs1: list[tuple[str, str]], pairs2: list[tuple[str, str]]
+) -> None:
+    from urllib.parse import urlencode
+
+    policy = OutputCachePolicy()
+
+    def key(pairs: list[tuple[str, str]]) -> str | None:
+        return _key(policy, urlencode(pairs, encoding="latin-1").encode(), "")
+
+    def grouped(pairs: list[tuple[str, str]]) -> list[tuple[str, list[str]]]:
+        names = sorted({n for n, _ in pairs})
+        return [(n, [v for m, v in pairs if m == n]) for n in names]
+
+    k1, k2 = key(pairs1), key(pairs2)
+    assert k1 is not None and k2 is not None
+    assert (k1 == k2) == (grouped(pairs1) == grouped(pairs2))
+
+
+class CookieBackend(AuthenticationBackend):
+    """A session-style backend: the ``session`` cookie names the signed-in user."""
+
+    async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
+        name = conn.cookies.get("session")
+        return None if name is None else (AuthCredentials(["authenticated"]), SimpleUser(name))
+
+
+def test_signed_in_users_are_not_cached(redis_server: RedisProcess, raw: redis.Redis) -> None:
+    from starlette.middleware.authentication import AuthenticationMiddleware
+
+    runs: list[str] = []
+
+    @output_cache()
+    async def me(request: Request) -> Response:
+        runs.append(request.user.display_name)
+        return PlainTextResponse(f"{request.user.display_name or 'anonymous'} {len(runs)}")
+
+    async def scenario(store: RedisOutputCacheStore) -> None:
+        app = Starlette(routes=[Route("/me", me)])
+        app.add_middleware(OutputCacheMiddleware, store=store)  # inner: sees scope["user"]
+        app.add_middleware(AuthenticationMiddleware, backend=CookieBackend())
+        async with http(app) as client:
+            assert (await client.get("/me", headers={"Cookie": "session=ann"})).text == "ann 1"
+            assert (await client.get("/me")).text == "anonymous 2"
+            assert (await client.get("/me", headers={"Cookie": "session=bob"})).text == "bob 3"
+            assert (await client.get("/me")).text == "anonymous 2"  # anonymous: cached
+            assert (await client.get("/me", headers={"Cookie": "session=ann"})).text == "ann 4"
+
+    run_with(redis_server, scenario)
+    assert len(raw.keys("__PYOCV_*")) == 1
+
+
+def test_waiter_with_only_if_cached_gets_504(redis_server: RedisProcess) -> None:
+    runs: list[int] = []
+    started, release = asyncio.Event(), asyncio.Event()
+
+    @output_cache()
+    async def slow(request: Request) -> Response:
+        runs.append(1)
+        started.set()
+        await release.wait()
+        return PlainTextResponse("not stored", status_code=404)
+
+    async def scenario(store: RedisOutputCacheStore) -> None:
+        async with http(wrap(Starlette(routes=[Route("/slow", slow)]), store)) as client:
+            leader = asyncio.create_task(client.get("/slow"))
+            await asyncio.wait_for(started.wait(), 10)
+            waiter = asyncio.create_task(
+                client.get("/slow", headers={"Cache-Control": "only-if-cached"})
+            )
+            await asyncio.sleep(0.2)  # the waiter reaches the leader's flight
+            release.set()
+            assert (await leader).status_code == 404
+            assert (await waiter).status_code == 504
+            assert len(runs) == 1
+
+    run_with(redis_server, scenario)
+
+
+def _cluster_client(cluster: RedisClusterProcess, *, deferred: bool) -> aioredis.Redis:
+    kwargs = cluster.node_kwargs()
+
+    def open_cluster() -> aiocluster.RedisCluster:
+        return aiocluster.RedisCluster(host=cluster.host, port=cluster.port, **kwargs)
+
+    if not deferred:
+        return cast(aioredis.Redis, open_cluster())
+
+    async def decide() -> bool:
+        return True
+
+    return DeferredAsyncRedis(
+        decide=decide, open_cluster=open_cluster, host=cluster.host, port=cluster.port, **kwargs
+    )
+
+
+@pytest.mark.parametrize("deferred", [False, True], ids=["cluster", "deferred"])
+def test_store_over_a_cluster(redis_cluster: RedisClusterProcess, deferred: bool) -> None:
+    redis_cluster.each_node("FLUSHALL")
+    keys = ["entry-a", "entry-b", "entry-c"]
+    slots = {redis.cluster.key_slot(f"__PYOCV_{k}".encode()) for k in keys}
+    assert len({s * len(redis_cluster.ports) // 16384 for s in slots}) > 1  # several nodes
+
+    async def main() -> None:
+        client = _cluster_client(redis_cluster, deferred=deferred)
+        try:
+            store = RedisOutputCacheStore(client)
+            for k in keys:
+                await store.set(k, k.encode(), expiration=timedelta(seconds=30), tags=("t",))
+            assert [await store.get(k) for k in keys] == [k.encode() for k in keys]
+            assert await store.evict_by_tag("t") == len(keys)
+            assert [await store.get(k) for k in keys] == [None] * len(keys)
+            assert await store.evict_by_tag("t") == 0
+        finally:
+            await client.aclose()
+
+    asyncio.run(main())
