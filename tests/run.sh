@@ -15,6 +15,9 @@ command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 # Debian's Docker Compose (1.29, the v1 `docker-compose` command) runs the published app in
 # tests/publish/test_compose.py.
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+# Debian's Chromium, driven headless by Playwright in the dashboard's browser test
+# (tests/e2e/test_dashboard_browser.py); never a downloaded browser.
+[ -x /usr/lib/chromium/chromium ] || missing+=(chromium)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "== installing ${missing[*]} (Debian packages)"
     $SUDO apt-get update -qq

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import runpy
 import sys
 from collections.abc import Callable, Sequence
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from .. import __version__
+from ..control.protocol import SINCE_HELP
 from ..errors import ApphostError
 from ..state import LOG_FILE, app_identity, running_status, running_statuses
 from ..status import AppPhase, phase_of
@@ -22,7 +24,11 @@ COMMANDS_HELP = """commands:
   run APPHOST.py         run the app in the foreground until Ctrl-C (same as python APPHOST.py)
   start APPHOST.py       start it in the background; exit 0 once every resource is healthy
   stop APPHOST.py        stop an app started with `apphost start`
-  status [APPHOST.py]    show the resources of running app hosts
+  status [APPHOST.py]    show the resources of running app hosts (and the dashboard's URL)
+  resource APPHOST.py NAME start|stop|restart
+                         start, stop or restart one resource of a running app
+  logs APPHOST.py [NAME] [-f] [--since 10m]
+                         print the console output of a running app's resources (or one's)
   down [APPHOST.py]      remove containers, networks (and with --volumes, volumes) it created
   plan APPHOST.py        show which Azure resources would be created, updated or left alone
   provision APPHOST.py   provision the app's Azure resources and print their outputs
@@ -35,6 +41,12 @@ COMMANDS_HELP = """commands:
 EPILOG = """`apphost COMMAND --help` shows a command's options. Other --Key=Value or --Key Value
 options after APPHOST.py are configuration for the app host (e.g. --Azure:Location=westus).
 Exit codes: 0 success, 1 failure (the reason on stderr), 2 usage error, 130 interrupted."""
+
+#: What ``--no-dashboard`` (on ``run`` and ``start``) hands the app host.
+NO_DASHBOARD_SETTING = "--Dashboard:Enabled=false"
+NO_DASHBOARD_HELP = (
+    "serve no dashboard (nor OTLP receiver); `apphost logs` and `apphost resource` still work"
+)
 
 CONFIG_EPILOG = (
     "Other --Key=Value or --Key Value options are configuration for the app host "
@@ -113,6 +125,25 @@ def _masked_resources(status: dict[str, Any], show_secrets: bool) -> list[dict[s
     return out
 
 
+def _mask_login_url(url: str) -> str:
+    """A login URL with its token (``t=``) replaced by ``***``."""
+    return re.sub(r"([?&]t=)[^&#]*", r"\1***", url)
+
+
+def _public_dashboard(status: dict[str, Any], show_secrets: bool) -> dict[str, Any] | None:
+    """The dashboard's URLs; the login token and the OTLP key masked unless ``show_secrets``."""
+    dashboard = status.get("dashboard")
+    if not isinstance(dashboard, dict):
+        return None
+    out = dict(dashboard)
+    if not show_secrets:
+        if isinstance(out.get("loginUrl"), str):
+            out["loginUrl"] = _mask_login_url(out["loginUrl"])
+        if out.get("otlpApiKey"):
+            out["otlpApiKey"] = "***"
+    return out
+
+
 def _public_status(status: dict[str, Any], show_secrets: bool) -> dict[str, Any]:
     return {
         "app": status.get("app"),
@@ -120,6 +151,7 @@ def _public_status(status: dict[str, Any], show_secrets: bool) -> dict[str, Any]
         "pid": status.get("pid"),
         "phase": status.get("phase"),
         "error": status.get("error"),
+        "dashboard": _public_dashboard(status, show_secrets),
         "resources": _masked_resources(status, show_secrets),
     }
 
@@ -127,6 +159,9 @@ def _public_status(status: dict[str, Any], show_secrets: bool) -> dict[str, Any]
 def _print_table(status: dict[str, Any]) -> None:
     header = f"{status.get('app')} (pid {status.get('pid')}, {status.get('phase')})"
     print(f"{header}: {status.get('appHost')}")
+    dashboard = status.get("dashboard")
+    if isinstance(dashboard, dict) and dashboard.get("url"):
+        print(f"  dashboard: {dashboard['url']}")
     for r in status.get("resources", []):
         if not isinstance(r, dict):
             continue
@@ -143,6 +178,8 @@ def cmd_start(ns: argparse.Namespace, rest: list[str]) -> int:
     from . import background
 
     app_host = _app_host(ns.apphost)
+    if ns.no_dashboard:
+        rest = [*rest, NO_DASHBOARD_SETTING]
     state_dir = background.state_dir_for(app_host)
     name = app_identity(app_host)[0]
     # The run lock first: a second starter stops here, before it touches the log or status.
@@ -188,8 +225,12 @@ def cmd_start(ns: argparse.Namespace, rest: list[str]) -> int:
 def _show_status(status: dict[str, Any], ns: argparse.Namespace) -> None:
     if ns.json:
         print(json.dumps(_public_status(status, ns.show_secrets), indent=2))
-    else:
-        _print_table(status)
+        return
+    _print_table(status)
+    dashboard = status.get("dashboard")
+    if isinstance(dashboard, dict) and dashboard.get("loginUrl"):
+        # The user's own terminal: the token is theirs (as the foreground run prints it).
+        print(f"dashboard: {dashboard['loginUrl']}")
 
 
 def cmd_stop(ns: argparse.Namespace, rest: list[str]) -> int:
@@ -398,9 +439,10 @@ def build_parser() -> _Parser:
         sub,
         "run",
         "run the app in the foreground until Ctrl-C or SIGTERM (same as python APPHOST.py)",
-        usage="apphost run [-h] APPHOST.py [--Key=Value | --Key Value ...]",
+        usage="apphost run [-h] APPHOST.py [--no-dashboard] [--Key=Value | --Key Value ...]",
         epilog="Everything after APPHOST.py is configuration for the app host (--Key=Value or "
-        "--Key Value), except -h and --help. Ctrl-C stops it (exit 130); SIGTERM too (exit 0).",
+        "--Key Value), except -h, --help and --no-dashboard (serve no dashboard). Ctrl-C stops "
+        "it (exit 130); SIGTERM too (exit 0).",
     )
     p.add_argument("apphost", metavar="APPHOST.py", help=app_host_help)
 
@@ -417,6 +459,7 @@ def build_parser() -> _Parser:
         p, 300.0, "give up (and stop the app host) when not healthy after this long", zero_ok=False
     )
     p.add_argument("--show-secrets", action="store_true", help="print secret values as they are")
+    p.add_argument("--no-dashboard", action="store_true", help=NO_DASHBOARD_HELP)
 
     p = _add_parser(parser, sub, "stop", "stop an app started with `apphost start`")
     p.add_argument("apphost", metavar="APPHOST.py", help=app_host_help)
@@ -428,6 +471,33 @@ def build_parser() -> _Parser:
     p.add_argument("apphost", metavar="APPHOST.py", nargs="?", help="only this app host")
     p.add_argument("--json", action="store_true", help="print a JSON list")
     p.add_argument("--show-secrets", action="store_true", help="print secret values as they are")
+
+    p = _add_parser(
+        parser,
+        sub,
+        "resource",
+        "start, stop or restart one resource of a running app; exit 0 once it is in that state",
+    )
+    p.add_argument("apphost", metavar="APPHOST.py", help=app_host_help)
+    p.add_argument("name", metavar="NAME", help="the resource")
+    p.add_argument("action", choices=("start", "stop", "restart"), help="the command")
+
+    p = _add_parser(
+        parser,
+        sub,
+        "logs",
+        "print the console output of a running app's resources (all prefixed with their names, "
+        "or one's as written), as `docker compose logs` does",
+    )
+    p.add_argument("apphost", metavar="APPHOST.py", help=app_host_help)
+    p.add_argument("name", metavar="NAME", nargs="?", help="only this resource")
+    p.add_argument(
+        "-f", "--follow", action="store_true", help="keep printing new lines until Ctrl-C"
+    )
+    p.add_argument(
+        "--since", type=_since, metavar="WHEN", help=f"only lines from then on: {SINCE_HELP}"
+    )
+    p.add_argument("--no-color", action="store_true", help="no coloured name prefixes")
 
     p = _add_parser(parser, sub, "down", "remove what the SDK created in the container engine")
     p.add_argument("apphost", metavar="APPHOST.py", nargs="?", help="only this app's")
@@ -481,10 +551,31 @@ def build_parser() -> _Parser:
     return parser
 
 
+def _control(name: str) -> Callable[[argparse.Namespace, list[str]], int]:
+    """``apphost resource | logs``: the command of ``control_commands`` (imported on use)."""
+
+    def run(ns: argparse.Namespace, rest: list[str]) -> int:
+        from . import control_commands
+
+        command = getattr(control_commands, name)
+        return int(command(_app_host(ns.apphost), ns))
+
+    return run
+
+
+def _since(text: str) -> float:
+    """The type of ``logs --since``: seconds since the epoch (a usage error otherwise)."""
+    from .control_commands import since_type
+
+    return since_type(text)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, list[str]], int]] = {
     "start": cmd_start,
     "stop": cmd_stop,
     "status": cmd_status,
+    "resource": _control("cmd_resource"),
+    "logs": _control("cmd_logs"),
     "down": cmd_down,
     "plan": _azure("plan"),
     "provision": _azure("provision"),
@@ -515,9 +606,13 @@ def _main(args: list[str]) -> int:
         parser.exit(0)  # as argparse's own --help: SystemExit(0)
     if args and args[0] == "run":
         # Everything after the file belongs to the app host (configuration overrides).
-        if len(args) < 2 or args[1].startswith("-"):
+        run_args = [a for a in args[1:] if a != "--no-dashboard"]
+        if not run_args or run_args[0].startswith("-"):
             parser.commands["run"].error("give the path of an app host file after run")
-        return _cmd_run(args[1], args[2:])
+        config = run_args[1:]
+        if len(run_args) < len(args) - 1:
+            config.append(NO_DASHBOARD_SETTING)
+        return _cmd_run(run_args[0], config)
     try:
         ns, rest = parser.parse_known_args(args)
     except UsageError as exc:

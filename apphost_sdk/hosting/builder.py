@@ -26,6 +26,7 @@ from .redis_integration import (
     register_redis,
 )
 from .services import ServiceRegistry
+from .telemetry import TelemetryHandles, configure_opentelemetry
 
 __all__ = ["Host", "HostApplicationBuilder"]
 
@@ -70,6 +71,7 @@ class HostApplicationBuilder:
         configure_logging: bool = True,
     ) -> None:
         env = os.environ if environ is None else environ
+        self._environ = env
         self.environment = (
             environment
             or env.get("APPHOST_ENVIRONMENT")
@@ -91,6 +93,23 @@ class HostApplicationBuilder:
 
     def __repr__(self) -> str:
         return f"HostApplicationBuilder(environment={self.environment!r})"
+
+    # -- Service defaults -----------------------------------------------------------------
+    def add_service_defaults(self) -> HostApplicationBuilder:
+        """Export traces, metrics and logs over OTLP/HTTP as the app host's ``OTEL_*`` say.
+
+        Aspire's ``AddServiceDefaults``: with ``OTEL_EXPORTER_OTLP_ENDPOINT`` set (the app host
+        sets it to its dashboard), global OpenTelemetry providers and a root ``logging``
+        handler are set up, so the cache's spans and ``logging`` records reach the dashboard;
+        providers set already are kept. Flushed on ``host.close()``. Returns the builder.
+        """
+        if not self.services.is_registered(TelemetryHandles):
+            handles = configure_opentelemetry(self._environ)
+            self.services.add_singleton(
+                TelemetryHandles, lambda _services: handles, close=TelemetryHandles.shutdown
+            )
+            self.services.get(TelemetryHandles)  # created now, so host.close() shuts it down
+        return self
 
     # -- Redis integrations ---------------------------------------------------------------
     def add_redis_client(

@@ -247,6 +247,13 @@ class ConfigurationValueAnnotation(Annotation):
 
 
 @attrs.frozen
+class OtlpExporterAnnotation(Annotation):
+    """The resource sends OpenTelemetry data: in run mode it gets the ``OTEL_*`` variables
+    that point it at the dashboard (Aspire's ``WithOtlpExporter``). Executables and Python
+    apps have it; a container gets it from ``with_otlp_exporter()``."""
+
+
+@attrs.frozen
 class ParameterDefaultAnnotation(Annotation):
     """Where a parameter's generated value is kept in the app's state (the state key)."""
 
@@ -271,6 +278,7 @@ __all__ = [
     "HealthCheckAnnotation",
     "LifetimeAnnotation",
     "MountAnnotation",
+    "OtlpExporterAnnotation",
     "ParameterDefaultAnnotation",
     "ProcessFallbackAnnotation",
     "ProcessLaunch",

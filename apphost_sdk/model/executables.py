@@ -21,6 +21,7 @@ from .annotations import (
     EnvironmentAnnotation,
     ExecutableAnnotation,
     HealthCheckAnnotation,
+    OtlpExporterAnnotation,
 )
 from .arguments import (
     optional_port,
@@ -75,6 +76,8 @@ class ExecutableResource(Resource):
         self.command = command
         self.working_directory = working_directory
         self.annotations.append(ExecutableAnnotation(Path(working_directory), self._resolve))
+        # A service of the app: in run mode it is pointed at the dashboard's OTLP receiver.
+        self.annotations.append(OtlpExporterAnnotation())
         if args:
             self.annotations.append(ArgsAnnotation(tuple(args)))
 

@@ -19,6 +19,7 @@ from .annotations import (
     ConfigurationValueAnnotation,
     EndpointAnnotation,
     EnvironmentAnnotation,
+    OtlpExporterAnnotation,
     ParameterDefaultAnnotation,
 )
 from .arguments import (
@@ -206,6 +207,14 @@ class Resource:
                 secret=True,
             )
         self.replace_annotation(EnvironmentAnnotation(name, value), name=name)
+        return self
+
+    def with_otlp_exporter(self: R) -> R:
+        """Point this resource's OpenTelemetry SDK at the dashboard in run mode (the ``OTEL_*``
+        variables, as Aspire's ``WithOtlpExporter``); executables and Python apps have it
+        already, a container of your own service needs it."""
+        if self.annotation(OtlpExporterAnnotation) is None:
+            self.annotations.append(OtlpExporterAnnotation())
         return self
 
     def parameters(self) -> list[ParameterResource]:

@@ -24,6 +24,7 @@ from ..process_identity import process_start_time
 from ..state import LOG_FILE, AppState, app_identity, running_status, state_root, write_private
 from ..status import AppPhase, AppStatus, ResourceStatus
 from .console import Reporter, make_reporter
+from .dashboard_host import DashboardHost
 from .orchestrator import Orchestrator
 from .states import ResourceSnapshot
 
@@ -100,6 +101,8 @@ class DistributedApplication:
         #: Set by run()'s signal handler: start() then stops waiting (see wait_until_settled).
         self._start_cancel: threading.Event | None = None
         self._reporter: Reporter | None = None
+        #: The run's telemetry store, dashboard and control channel (see dashboard_host).
+        self._host: DashboardHost | None = None
         self._status_lock = threading.Lock()
         self._status_seq = 0
         self._pid_start = process_start_time(os.getpid())
@@ -108,8 +111,14 @@ class DistributedApplication:
         self._error: str | None = None
 
     # -- programmatic use ---------------------------------------------------------------
-    def start(self, timeout: float | None = 120.0, quiet: bool = False) -> DistributedApplication:
+    def start(
+        self, timeout: float | None = 120.0, quiet: bool = False, dashboard: bool = False
+    ) -> DistributedApplication:
         """Start every resource and return once all are running and healthy.
+
+        ``dashboard``: also serve the dashboard and its OTLP receiver (``run()`` does, unless
+        ``--no-dashboard``); off by default here, as in Aspire's testing builder. The control
+        channel (``apphost logs``, ``apphost resource``) is served either way.
 
         Raises ``ResourceStartError`` (after stopping everything) naming what failed, with its
         last log lines.
@@ -146,7 +155,36 @@ class DistributedApplication:
         self._reporter = make_reporter(self.masker, quiet=quiet)
         # In the background (``apphost start``) the output is the state folder's log: rotate it.
         self._reporter.rotate_log(self.state.directory / LOG_FILE)
-        self._orchestrator = Orchestrator(self, self._reporter, self.masker, self._write_status)
+        try:
+            host = DashboardHost(
+                self.configuration,
+                list(self.builder.args) + ([] if dashboard else ["--no-dashboard"]),
+                self.state.directory,
+                self.app_id,
+                self.masker,
+                lambda: self.state.secret("otlp-api-key"),
+                self._reporter.info,
+            )
+            host.bind()
+        except BaseException as exc:  # a bad Dashboard:* setting, a taken port: nothing started
+            if not isinstance(exc, KeyboardInterrupt):
+                self._phase = AppPhase.FAILED
+                self._error = str(exc)
+                self._write_status()
+            self._reporter.close()
+            self._release_lock()
+            raise
+        self._host = host
+        self._orchestrator = Orchestrator(
+            self,
+            self._reporter,
+            self.masker,
+            self._write_status,
+            on_line=host.on_line,
+            service_environment=host.service_environment,
+        )
+        host.start(self._orchestrator)
+        host.announce(detached=os.environ.get("APPHOST_DETACHED") == "1", quiet=quiet)
         self._phase = AppPhase.STARTING
         self._write_status()
         try:
@@ -189,15 +227,21 @@ class DistributedApplication:
             orch.stop()
         finally:
             self._orchestrator = None
+            if self._host is not None:
+                self._host.stop()
             if self._phase is not AppPhase.FAILED:
                 self._phase = AppPhase.STOPPED
             self._write_status()
+            self._host = None
             if self._reporter is not None:
                 self._reporter.close()
-            lock = getattr(self, "_run_lock", None)
-            if lock is not None:  # another process may start the app now
-                self._run_lock = None
-                lock.release()
+            self._release_lock()
+
+    def _release_lock(self) -> None:
+        lock = getattr(self, "_run_lock", None)
+        if lock is not None:  # another process may start the app now
+            self._run_lock = None
+            lock.release()
 
     def __enter__(self) -> DistributedApplication:
         if self._orchestrator is None:
@@ -252,12 +296,13 @@ class DistributedApplication:
             and Path(argv[0]).resolve() == self.builder.app_host_path
         ):
             print(
-                f"usage: python {argv[0]} [-h] [--publisher manifest|docker-compose "
-                "--output-path DIR] [--Key=Value | --Key Value ...]\n\n"
+                f"usage: python {argv[0]} [-h] [--no-dashboard] [--publisher "
+                "manifest|docker-compose --output-path DIR] [--Key=Value | --Key Value ...]\n\n"
                 "Run the app in the foreground until Ctrl-C (exit 130) or SIGTERM (exit 0); the "
                 "same as `apphost run`.\nWith --publisher, write the app's deployment files "
                 "into DIR instead and exit (the same as `apphost publish`).\nOther options are "
-                "configuration for the app host (--Key=Value or --Key Value).\nSee "
+                "configuration for the app host (--Key=Value or --Key Value).\n"
+                "--no-dashboard serves no dashboard (and no OTLP receiver).\nSee "
                 "`apphost --help` for the other commands."
             )
             raise SystemExit(0)
@@ -280,7 +325,7 @@ class DistributedApplication:
         self._start_cancel = stop_requested
         try:
             try:
-                self.start(timeout=None, quiet=False)
+                self.start(timeout=None, quiet=False, dashboard=True)
             except KeyboardInterrupt:
                 if not signals:  # not from our handler: Python's own Ctrl-C
                     signals.append(signal.SIGINT)
@@ -347,7 +392,7 @@ class DistributedApplication:
                 if snap.health_reason:
                     item["healthReason"] = self.masker.mask(snap.health_reason)
                 resources.append(ResourceStatus(item, injected, self.masker.mask_mapping(injected)))
-        return AppStatus(
+        status = AppStatus(
             app=self.app_name,
             app_id=self.app_id,
             app_host=str(self.builder.app_host_path),
@@ -358,6 +403,11 @@ class DistributedApplication:
             updated=_dt.datetime.now(_dt.timezone.utc).isoformat(),
             resources=resources,
         ).to_json()
+        # The dashboard's URLs; the login URL and OTLP key are secrets, kept here because this
+        # file is 0600 (``apphost status`` masks them unless --show-secrets).
+        host = self._host
+        status["dashboard"] = host.status() if host is not None else None
+        return status
 
     def _write_status(self) -> None:
         # Build the status before taking the file lock (it takes the orchestrator's lock, which

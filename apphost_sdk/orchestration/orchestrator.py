@@ -4,7 +4,8 @@ and stops them in reverse dependency order.
 One thread per resource waits on a shared condition for its dependencies, then starts the
 resource as its annotations say: a container on the engine (or a local process from its type's
 recipe when there is none), a child process, or provisioning. It knows no resource type.
-Everything the console, status file and CLI show comes from ``snapshots()``.
+Everything the console, status file and CLI show comes from ``snapshots()``; the dashboard
+also reads ``details()`` and runs the start/stop/restart commands of one resource.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from ..dashboard.source import CommandResult
 from ..errors import ApphostError, ImageUnavailableError
 from ..masking import SecretMasker
 from ..model.annotations import (
@@ -39,6 +41,7 @@ from ..model.annotations import (
     HealthCheckAnnotation,
     LifetimeAnnotation,
     MountAnnotation,
+    OtlpExporterAnnotation,
     ProcessFallbackAnnotation,
     ProvisionedConnection,
     ProvisioningAnnotation,
@@ -71,6 +74,7 @@ from ..runtimes.subprocesses import ManagedProcess, spawn
 from .console import Reporter
 from .context_hash import context_digest
 from .forwarding import Forwarder
+from .resource_details import ResourceDetails, endpoint_url, relations
 from .states import DependencyStatus, Health, ResourceSnapshot, State
 
 if TYPE_CHECKING:
@@ -91,6 +95,18 @@ HTTP_CHECK_TIMEOUT = 2.0
 TCP_CHECK_TIMEOUT = 0.5
 #: The longest log line quoted in a failure report (the line itself can be 16 KiB).
 REPORT_LINE_CHARS = 500
+#: How long a start (or restart) command waits for Running (and Healthy) before it says so.
+COMMAND_TIMEOUT_SECONDS = 60.0
+#: The states a start command starts from (Waiting: a force start that skips the waits).
+STARTABLE = (
+    State.EXITED,
+    State.FINISHED,
+    State.FAILED_TO_START,
+    State.NOT_STARTED,
+    State.WAITING,
+)
+#: The states a stop command stops.
+STOPPABLE = (State.RUNNING, State.STARTING)
 
 #: A health check: None when it passes, else why it failed ("GET /health answered 404").
 HealthCheck = Callable[[], "str | None"]
@@ -114,6 +130,21 @@ class _Allocated:
     target_port: int
     scheme: str
     in_container: bool
+
+
+class _Run:
+    """One start of a resource (at app start, or by a start command) and how commands steer
+    it: a stop command ``halts`` it, so its thread's later updates are dropped and its watch
+    ends; ``force`` skips its waits."""
+
+    def __init__(self, name: str, force: bool = False) -> None:
+        self.name = name
+        self.thread: threading.Thread | None = None
+        self.force = force
+        #: Set by a stop command: this run is over, whatever its thread still reports.
+        self.halted = False
+        #: Wakes its health watch at once (a stop command, or the app stopping).
+        self.wake = threading.Event()
 
 
 class _Record:
@@ -146,6 +177,17 @@ class _Record:
         self.blocked_by: str | None = None
         #: Run as a local process (its type's recipe) instead of a container.
         self.as_process = False
+        #: The current (or last) start of it.
+        self.run = _Run(self.name)
+        #: Serialises the commands on this resource (one start/stop/restart at a time).
+        self.command_lock = threading.Lock()
+        #: ``time.time()`` when it last became Running.
+        self.started_at: float | None = None
+
+    @property
+    def stopped_by_command(self) -> bool:
+        """True when a stop command stopped it (not a failure, and not a completion)."""
+        return self.run.halted and self.state in (State.STOPPING, State.EXITED)
 
     def dependencies(self) -> list[Resource]:
         """What it waits for: the resource's dependencies and its run-mode stand-in's."""
@@ -181,11 +223,24 @@ class Orchestrator:
         reporter: Reporter,
         masker: SecretMasker,
         on_change: Callable[[], None] | None = None,
+        *,
+        on_line: Callable[[str, str, str], None] | None = None,
+        service_environment: Callable[[Resource, bool], Mapping[str, str]] | None = None,
     ) -> None:
+        """``on_line(resource, stream, line)`` gets every console line (raw: the caller masks);
+        ``service_environment(resource, in_container)`` gives the variables (``OTEL_*``) every
+        executable and container receives before its own, so a user's ``with_environment``
+        wins (without it, executables get ``OTEL_SERVICE_NAME`` only)."""
         self.app = app
         self.reporter = reporter
         self.masker = masker
         self.on_change = on_change
+        self.on_line = on_line
+        self.service_environment = service_environment
+        self._version = 0
+        #: The run of the resource thread running now (see ``_superseded``).
+        self._local = threading.local()
+        self._on_line_failed = False
         self.session_id = uuid.uuid4().hex[:12]
         self._cond = threading.Condition()
         self._stopping = threading.Event()
@@ -212,15 +267,22 @@ class Orchestrator:
                 return rec
         raise KeyError(f"no resource named {name!r}; resources: {', '.join(self._records)}")
 
+    @property
+    def version(self) -> int:
+        """A number that grows on every change of ``snapshots()`` (the dashboard polls it)."""
+        return self._version
+
+    def engine_gateway(self) -> str | None:
+        """The container engine's host gateway address, when there is an engine and it is an
+        address of this machine (where containers reach the app host)."""
+        return self._engine.host_gateway() if self._engine is not None else None
+
     def start(self) -> None:
         """Resolve values, find the container engine, and start a thread per resource."""
         self.reporter.set_resources(list(self._records))
         self._prepare_containers()
         for rec in self._records.values():
-            rec.thread = threading.Thread(
-                target=self._run_resource, args=(rec,), name=f"resource-{rec.name}", daemon=True
-            )
-            rec.thread.start()
+            self._launch(rec, rec.run)
 
     def wait_until_settled(
         self, timeout: float | None = None, cancel: threading.Event | None = None
@@ -249,7 +311,8 @@ class Orchestrator:
         failed = [
             r
             for r in self._records.values()
-            if r.state.is_failure or (r.state is State.EXITED and not self._exit_expected(r))
+            if r.state.is_failure
+            or (r.state is State.EXITED and not self._exit_expected(r) and not r.stopped_by_command)
         ]
         for rec in list(failed):
             cause = self._records.get(rec.blocked_by or "")
@@ -290,8 +353,10 @@ class Orchestrator:
 
     def stop(self) -> None:
         """Stop every resource, dependents before what they depend on."""
-        self._stopping.set()
         with self._cond:
+            self._stopping.set()
+            for rec in self._records.values():
+                rec.run.wake.set()
             self._cond.notify_all()
         remaining = dict(self._records)
         while remaining:
@@ -324,6 +389,240 @@ class Orchestrator:
                 self._engine.close()
             except Exception as exc:  # cleanup must go on
                 self.reporter.info(f"closing the {self._engine.name} runtime failed: {exc}")
+
+    # -- resource commands (the dashboard and `apphost resource`) -----------------------
+    def command_states(self, name: str) -> dict[str, bool]:
+        """Which commands the resource ``name`` takes now: start when it is stopped, not
+        started or waiting; stop while it runs (or starts); restart while it runs. Raises
+        KeyError for an unknown name."""
+        rec = self.record(name)
+        with self._cond:
+            return {c: self._refusal(rec, c) is None for c in ("start", "stop", "restart")}
+
+    def start_resource(self, name: str) -> CommandResult:
+        """Start one resource that is stopped, never started, or still waiting (a force start:
+        its waits are skipped), as at app start and on the host ports it had; ok once it is
+        Running and Healthy (or has finished), else why not."""
+        return self._command(name, "start", self._start_command)
+
+    def stop_resource(self, name: str) -> CommandResult:
+        """Stop one running (or starting) resource with the normal grace period; it then shows
+        Exited and counts as no failure. Nothing else is stopped."""
+        return self._command(name, "stop", self._stop_command)
+
+    def restart_resource(self, name: str) -> CommandResult:
+        """Stop, then start one running resource. Its dependents are neither restarted nor
+        held back: they keep running, on the same connection info (same host ports)."""
+
+        def restart(rec: _Record) -> CommandResult:
+            stopped = self._stop_command(rec)
+            if not stopped.ok:
+                return stopped
+            started = self._start_command(rec)
+            if not started.ok:
+                return started
+            return CommandResult(True, f"{rec.name} restarted")
+
+        return self._command(name, "restart", restart)
+
+    def details(self, name: str) -> ResourceDetails:
+        """Endpoints (as URLs), last start time, environment (raw) and graph edges of ``name``.
+        Raises KeyError for an unknown name."""
+        rec = self.record(name)
+        with self._cond:
+            endpoints = [(n, endpoint_url(a.scheme, a.host_port)) for n, a in rec.allocated.items()]
+            if rec.provisioned is not None and rec.endpoint and "://" in rec.endpoint:
+                endpoints.append(("endpoint", rec.endpoint))
+            sources = [rec.resource] if rec.runs is rec.resource else [rec.resource, rec.runs]
+            return ResourceDetails(
+                endpoints=endpoints,
+                started_at=rec.started_at,
+                environment=dict(rec.environment),
+                relations=[(t, k) for t, k in relations(sources) if t != rec.name],
+            )
+
+    def _command(
+        self, name: str, command: str, action: Callable[[_Record], CommandResult]
+    ) -> CommandResult:
+        """Run ``action`` on the record ``name`` once no other command runs on it and the
+        resource is in a state ``command`` applies to; else a refusal naming why."""
+        try:
+            rec = self.record(name)
+        except KeyError:
+            names = ", ".join(self._records) or "none"
+            return CommandResult(False, f"no resource named {name!r}; resources: {names}")
+        with rec.command_lock:
+            with self._cond:
+                refusal = self._refusal(rec, command)
+            if refusal is not None:
+                return CommandResult(False, refusal)
+            return action(rec)
+
+    def _refusal(self, rec: _Record, command: str) -> str | None:
+        """Why ``command`` cannot run on ``rec`` now (None: it can). Called under the lock."""
+        name = rec.name
+        if self._stopping.is_set():
+            return "the app host is stopping; start the app again to run commands"
+        runs = rec.runs
+        if runs.annotation(ProvisioningAnnotation) is not None:
+            return (
+                f"{name} is provisioned in Azure, not run by the app host: it cannot be "
+                "started or stopped here (manage it in the Azure portal)"
+            )
+        if runs.annotation(ExecutableAnnotation) is None and not rec.is_container:
+            return f"{name} is a value (a connection string): there is nothing to start or stop"
+        lifetime = runs.annotation(LifetimeAnnotation)
+        if (
+            command != "start"
+            and rec.is_container
+            and not rec.as_process
+            and lifetime is not None
+            and lifetime.lifetime == "persistent"
+        ):
+            return (
+                f"{name} is a persistent container, which outlives the app host: stop it "
+                "with `docker stop` (or `apphost down` once the app is stopped)"
+            )
+        state = rec.state.value
+        if command == "start" and rec.state not in STARTABLE:
+            if rec.state is State.RUNNING:
+                return f"{name} is already Running; use restart to start it again"
+            return f"{name} is {state}; start works once it is stopped (Exited or Finished)"
+        if command == "stop" and rec.state not in STOPPABLE:
+            if rec.state in STARTABLE:
+                return f"{name} is {state}, not running; use start to run it"
+            return f"{name} is {state}; stop works while it is Running or Starting"
+        if command == "restart" and rec.state is not State.RUNNING:
+            if rec.state in STARTABLE:
+                return f"{name} is {state}, not running; use start instead of restart"
+            return f"{name} is {state}; restart works while it is Running"
+        return None
+
+    def _stop_command(self, rec: _Record) -> CommandResult:
+        """Halt the current run of ``rec``, stop what it started (grace period as at app
+        stop) and show it Exited with its exit code."""
+        with self._cond:
+            run = rec.run
+            run.halted = True
+            run.wake.set()
+            handle, process = rec.handle, rec.process
+            self._set_locked(rec, State.STOPPING)
+        try:
+            if handle is not None:
+                handle.stop(STOP_GRACE_SECONDS)
+            elif process is not None:
+                process.stop(STOP_GRACE_SECONDS)
+        except Exception as exc:  # the engine refused: say so, keep the app running
+            message = self.masker.mask(f"stopping {rec.name} failed: {exc}")
+            self.reporter.info(message)
+            return CommandResult(False, message)
+        # Its thread ends once it sees the run halted (one still starting stops what it started).
+        if run.thread is not None and run.thread is not threading.current_thread():
+            run.thread.join(STOP_GRACE_SECONDS + 5)
+        with self._cond:
+            target = rec.handle or rec.process
+            code = target.exit_code() if target is not None else None
+            # Stopped and let go: the app's stop has nothing left to stop here.
+            rec.handle = None
+            rec.process = None
+            self._set_locked(rec, State.EXITED, Health.UNKNOWN, exit_code=code, health_reason=None)
+        return CommandResult(True, f"{rec.name} stopped (exit code {code})")
+
+    def _start_command(self, rec: _Record) -> CommandResult:
+        """Start ``rec`` again (or let its waiting thread go on, skipping its waits) and wait
+        until it is Running and Healthy, has finished, or failed."""
+        with self._cond:
+            run = rec.run
+            waiting = rec.state in (State.WAITING, State.NOT_STARTED)
+            if waiting and run.thread is not None and run.thread.is_alive():
+                run.force = True  # its thread skips the waits it is in
+                self._cond.notify_all()
+                fresh = None
+            else:
+                fresh = _Run(rec.name, force=True)
+        if fresh is not None:
+            self._release(rec)
+            with self._cond:
+                if self._stopping.is_set():
+                    return CommandResult(False, "the app host is stopping; nothing was started")
+                rec.run = run = fresh
+                rec.handle = None
+                rec.process = None
+                self._set_locked(
+                    rec,
+                    State.NOT_STARTED,
+                    Health.UNKNOWN,
+                    exit_code=None,
+                    message=None,
+                    health_reason=None,
+                    blocked_by=None,
+                )
+                self._launch(rec, run)
+        return self._await_start(rec, run)
+
+    def _release(self, rec: _Record) -> None:
+        """Let go of what the previous run left (an exited container is removed, a process
+        group's leftovers killed) and wait (bounded) for its thread to end."""
+        old = rec.run
+        for target in (rec.handle, rec.process):
+            if target is None:
+                continue
+            try:
+                target.stop(STOP_GRACE_SECONDS)
+            except Exception as exc:  # a start must not fail on the old run's clean-up
+                self.reporter.info(f"cleaning up {rec.name} failed: {self.masker.mask(str(exc))}")
+        if old.thread is not None and old.thread is not threading.current_thread():
+            old.thread.join(5.0)
+
+    def _await_start(self, rec: _Record, run: _Run) -> CommandResult:
+        """Wait for the outcome of a start command's run (bounded by
+        ``COMMAND_TIMEOUT_SECONDS``)."""
+        name = rec.name
+        deadline = time.monotonic() + COMMAND_TIMEOUT_SECONDS
+        with self._cond:
+            while True:
+                if rec.run is not run or run.halted:
+                    return CommandResult(False, f"{name} was stopped before it was running")
+                if self._stopping.is_set():
+                    return CommandResult(False, f"the app host is stopping; {name} not started")
+                if rec.state is State.RUNNING and rec.health is Health.HEALTHY:
+                    return CommandResult(True, f"{name} is Running")
+                if rec.state is State.FINISHED:
+                    return CommandResult(True, f"{name} ran and finished (exit code 0)")
+                if rec.state.is_failure:
+                    return CommandResult(
+                        False, f"{name} failed to start: {rec.message or rec.state.value}"
+                    )
+                if rec.state is State.EXITED:
+                    return CommandResult(
+                        False,
+                        f"{name} exited with code {rec.exit_code} as it started; see its "
+                        "console logs",
+                    )
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    why = f": {rec.health_reason}" if rec.health_reason else ""
+                    return CommandResult(
+                        False,
+                        f"{name} is not Running and Healthy after {COMMAND_TIMEOUT_SECONDS:g} s "
+                        f"(it is {rec.state.value}, {rec.health.value}{why}); see its console "
+                        "logs, or stop it",
+                    )
+                self._cond.wait(min(remaining, 0.5))
+
+    def _launch(self, rec: _Record, run: _Run) -> None:
+        """Start the thread of one run of ``rec`` (at app start, or for a start command)."""
+        run.thread = threading.Thread(
+            target=self._run_resource, args=(rec, run), name=f"resource-{rec.name}", daemon=True
+        )
+        rec.thread = run.thread
+        run.thread.start()
+
+    def _superseded(self, rec: _Record) -> bool:
+        """True when the calling thread is a run of ``rec`` that a stop command halted, or
+        that a newer run replaced: what it reports is no longer news."""
+        run: _Run | None = getattr(self._local, "run", None)
+        return run is not None and run.name == rec.name and (run.halted or run is not rec.run)
 
     # -- values -------------------------------------------------------------------------
     def parameter(self, p: ParameterResource) -> str:
@@ -428,11 +727,16 @@ class Orchestrator:
             return
         from ..runtimes.selection import requested_runtime, select_runtime
 
+        self._engine_error = (
+            "it needs a container engine and none answers; start Docker (or Podman), or set "
+            "DOCKER_HOST, then start the app again"
+        )
         try:
             self._engine = select_runtime(self.reporter.info)
         except ApphostError as exc:
+            self._engine_error = self.masker.mask(str(exc))
             for rec in containers:
-                self._set(rec, State.FAILED_TO_START, message=self.masker.mask(str(exc)))
+                self._set(rec, State.FAILED_TO_START, message=self._engine_error)
             return
         if self._engine is None:
             for rec in containers:
@@ -501,7 +805,13 @@ class Orchestrator:
                 told += 1
             if e.env:
                 env[e.env] = str(target)
-            ports.append(PortSpec(e.name, target, e.port))
+            host_port = e.port
+            before = rec.allocated.get(e.name)
+            lifetime = r.annotation(LifetimeAnnotation)
+            persistent = lifetime is not None and lifetime.lifetime == "persistent"
+            if host_port is None and before is not None and not persistent:
+                host_port = before.host_port  # started again: keep what dependents were told
+            ports.append(PortSpec(e.name, target, host_port))
         for cb in r.annotations_of(EnvironmentCallbackAnnotation):
             env.update(cb.callback(context))
         entry = r.annotation(EntrypointAnnotation)
@@ -546,7 +856,8 @@ class Orchestrator:
         )
 
     # -- per-resource thread ------------------------------------------------------------
-    def _run_resource(self, rec: _Record) -> None:
+    def _run_resource(self, rec: _Record, run: _Run) -> None:
+        self._local.run = run
         try:
             if rec.state.is_failure:
                 return
@@ -556,7 +867,10 @@ class Orchestrator:
             if r.annotation(ProvisioningAnnotation) is not None:
                 self._run_provisioned(rec)
             elif rec.is_container:
-                if rec.as_process:
+                if not rec.as_process and self._engine is None:
+                    # A start command after the app started without an engine.
+                    self._set(rec, State.FAILED_TO_START, message=self._engine_error)
+                elif rec.as_process:
                     self._run_as_process(rec)
                 else:
                     self._run_container(rec)
@@ -577,6 +891,8 @@ class Orchestrator:
         """Whether one dependency of ``rec`` is met, pending or failed."""
         dep = self._records[target.name]
         kind = wait.kind if wait is not None else "start"
+        if dep.stopped_by_command:  # stopped on purpose: wait until it is started again
+            return DependencyStatus.PENDING
         if kind == "completion":
             if dep.state in (State.EXITED, State.FINISHED):
                 expected = wait.exit_code if wait else 0
@@ -600,11 +916,13 @@ class Orchestrator:
         for target in rec.dependencies():
             if all(target is not t for t, _, _ in items):
                 items.append((target, None, False))
-        if not items:
+        if not items or rec.run.force:
             return True
         self._set(rec, State.WAITING)
         with self._cond:
             while True:
+                if rec.run.force:  # a start command: skip the waits, as Aspire's force start
+                    return True
                 pending = False
                 for target, wait, optional in items:
                     status = self._dep_status(rec, target, wait)
@@ -638,7 +956,7 @@ class Orchestrator:
         """Record a started handle; False (after stopping it) when the app is stopping."""
         with self._cond:
             rec.handle = handle
-            stopping = self._stopping.is_set()
+            stopping = self._stopping.is_set() or self._superseded(rec)
         if stopping:  # stop() may have passed this resource already: never leave it running
             handle.stop(STOP_GRACE_SECONDS)
         return not stopping
@@ -662,7 +980,8 @@ class Orchestrator:
         assert engine is not None
         rec.runtime = engine.name
         self._set(rec, State.STARTING)
-        env = self.injected_environment(rec.resource, in_container=True)
+        env = self._service_environment(rec, True) if self.service_environment else {}
+        env.update(self.injected_environment(rec.resource, in_container=True))
         spec = self._container_spec(rec, env)
         # What it starts with, as for an executable: references, with_environment, the
         # endpoints' port variables and the environment callbacks (a tool's RI_REDIS_*).
@@ -686,6 +1005,7 @@ class Orchestrator:
         )
         rec.runtime = "process"
         self._set(rec, State.STARTING)
+        before = rec.allocated.get(endpoint.name)
         bind: tuple[str, ...] = ("127.0.0.1",)
         gateway = self._gateway_for(rec)
         if gateway:
@@ -705,7 +1025,8 @@ class Orchestrator:
             session_id=self.session_id,
             resource_name=rec.name,
             state_dir=self.app.state.directory,
-            host_port=endpoint.port,
+            # Started again: the port it had, which its dependents were told.
+            host_port=endpoint.port or (before.host_port if before is not None else None),
             mounts=tuple(
                 MountSpec(m.source, m.target, m.kind, m.read_only)
                 for m in r.annotations_of(MountAnnotation)
@@ -888,12 +1209,23 @@ class Orchestrator:
         except ApphostError as exc:
             self._set(rec, State.FAILED_TO_START, message=self.masker.mask(str(exc)))
             return
-        env = self.injected_environment(rec.resource)
+        env = {**self._service_environment(rec, False), **self.injected_environment(rec.resource)}
         argv += self._arguments(r, self.context(in_container=False)) or []
-        env.setdefault("OTEL_SERVICE_NAME", r.name)
         for e in r.annotations_of(EndpointAnnotation):
             port = e.port
-            if port is not None and not port_is_free(port):
+            before = rec.allocated.get(e.name)
+            if port is None and before is not None:
+                # Started again: the port it had, which its dependents were told.
+                port = before.host_port
+                if not port_is_free(port):
+                    self._set(
+                        rec,
+                        State.FAILED_TO_START,
+                        message=f"host port {port}, which it had before (its dependents use "
+                        "it), is in use now; stop what uses it, then start it again",
+                    )
+                    return
+            elif port is not None and not port_is_free(port):
                 self._set(
                     rec,
                     State.FAILED_TO_START,
@@ -925,7 +1257,7 @@ class Orchestrator:
             return
         with self._cond:
             rec.process = process
-            stopping = self._stopping.is_set()
+            stopping = self._stopping.is_set() or self._superseded(rec)
         if stopping:  # stop() may have passed this resource already: never leave it running
             process.stop(STOP_GRACE_SECONDS)
             return
@@ -958,10 +1290,11 @@ class Orchestrator:
         """Poll health (fast until first healthy, then every few seconds) until the resource
         exits or the app stops; three failures in a row make it Unhealthy. A check failing for
         ``HEALTH_REASON_AFTER_SECONDS`` shows why (``health_reason``)."""
+        run: _Run = getattr(self._local, "run", None) or rec.run
         started = time.monotonic()
         failures = 0
         failing_since: float | None = None
-        while not self._stopping.is_set():
+        while not self._stopping.is_set() and not run.halted:
             code = exit_code()
             if code is not None:
                 if rec.process is not None:
@@ -995,7 +1328,7 @@ class Orchestrator:
                 interval = 5.0
             else:
                 interval = 0.01 if time.monotonic() - started < 2 else 0.2
-            self._stopping.wait(interval)
+            run.wake.wait(interval)
 
     def _set_health(self, rec: _Record, health: Health, reason: str | None) -> None:
         """Record a health check's outcome, while the resource runs and the app is not
@@ -1044,6 +1377,24 @@ class Orchestrator:
     def _on_line(self, rec: _Record, stream: str, line: str) -> None:
         rec.logs.append(line)
         self.reporter.log(rec.name, stream, line)
+        if self.on_line is None:
+            return
+        try:
+            self.on_line(rec.name, stream, line)
+        except Exception as exc:  # the dashboard's buffer must never stop a service's output
+            if not self._on_line_failed:
+                self._on_line_failed = True
+                self.reporter.info(f"console lines no longer reach the dashboard: {exc!r}")
+
+    def _service_environment(self, rec: _Record, in_container: bool) -> dict[str, str]:
+        """What a service gets before its own variables (``OTEL_*``): only a resource that
+        sends telemetry (``OtlpExporterAnnotation``), so that Redis and other tools keep their
+        configuration (a persistent container's would otherwise change per run)."""
+        if all(r.annotation(OtlpExporterAnnotation) is None for r in (rec.resource, rec.runs)):
+            return {}
+        if self.service_environment is None:
+            return {"OTEL_SERVICE_NAME": rec.runs.name}
+        return dict(self.service_environment(rec.resource, in_container))
 
     def _exit_expected(self, rec: _Record) -> bool:
         """True when some resource waits for ``rec`` to complete with the code it exited with."""
@@ -1057,7 +1408,7 @@ class Orchestrator:
         if rec.state is State.FINISHED:
             return True
         if rec.state is State.EXITED:
-            return self._exit_expected(rec)
+            return self._exit_expected(rec) or rec.stopped_by_command
         return rec.state is State.RUNNING and rec.health is Health.HEALTHY
 
     def _set(self, rec: _Record, state: State, health: Health | None = None, **fields: Any) -> None:
@@ -1067,7 +1418,11 @@ class Orchestrator:
     def _set_locked(
         self, rec: _Record, state: State, health: Health | None = None, **fields: Any
     ) -> None:
+        if self._superseded(rec):  # a halted or replaced run: a command decides its state now
+            return
         before = rec.snapshot()
+        if state is State.RUNNING and before.state is not State.RUNNING:
+            rec.started_at = time.time()
         rec.state = state
         if health is not None:
             rec.health = health
@@ -1081,6 +1436,7 @@ class Orchestrator:
         after = rec.snapshot()
         self._cond.notify_all()
         if after != before:
+            self._version += 1
             self.reporter.state_changed(after, [r.snapshot() for r in self._records.values()])
             if self.on_change is not None:
                 self.on_change()

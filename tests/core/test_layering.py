@@ -14,7 +14,12 @@ Layers (an arrow is "must not import"):
 - ``apphost_sdk.runtimes`` -> orchestration, cli, integrations (runtimes start what they are
   given and know no resource kind);
 - ``apphost_sdk.publishing`` -> orchestration, runtimes, cli (publishing reads the model and
-  starts nothing).
+  starts nothing);
+- ``apphost_sdk.telemetry`` -> model, orchestration, runtimes, cli, integrations, dashboard,
+  control (the store and OTLP decoding know nothing of the app host);
+- ``apphost_sdk.dashboard`` and ``apphost_sdk.control`` -> model, orchestration, runtimes,
+  integrations (they see a running app only through ``dashboard.source.DashboardSource``), and
+  the dashboard -> control and cli.
 """
 
 from __future__ import annotations
@@ -38,6 +43,9 @@ INTEGRATIONS = "apphost_sdk.integrations"
 SERVICE_SIDE = ("apphost_sdk.hosting", "apphost_sdk.caching")
 PROVISIONING = "provisioning"
 PUBLISHING = "apphost_sdk.publishing"
+TELEMETRY = "apphost_sdk.telemetry"
+DASHBOARD = "apphost_sdk.dashboard"
+CONTROL = "apphost_sdk.control"
 
 
 @attrs.frozen
@@ -160,7 +168,20 @@ def test_provisioning_imports_no_orchestration_or_cli() -> None:
 
 
 def test_service_side_imports_nothing_of_the_app_host() -> None:
-    _report(SERVICE_SIDE, (MODEL, ORCHESTRATION, RUNTIMES, CLI, INTEGRATIONS, PROVISIONING))
+    _report(
+        SERVICE_SIDE,
+        (
+            MODEL,
+            ORCHESTRATION,
+            RUNTIMES,
+            CLI,
+            INTEGRATIONS,
+            PROVISIONING,
+            TELEMETRY,
+            DASHBOARD,
+            CONTROL,
+        ),
+    )
 
 
 def test_publishing_imports_no_orchestration_runtimes_or_cli() -> None:
@@ -169,6 +190,18 @@ def test_publishing_imports_no_orchestration_runtimes_or_cli() -> None:
 
 def test_runtimes_import_no_orchestration_cli_or_integrations() -> None:
     _report((RUNTIMES,), (ORCHESTRATION, CLI, INTEGRATIONS))
+
+
+def test_telemetry_imports_nothing_of_the_app_host() -> None:
+    _report((TELEMETRY,), (MODEL, ORCHESTRATION, RUNTIMES, CLI, INTEGRATIONS, DASHBOARD, CONTROL))
+
+
+def test_dashboard_sees_the_app_only_through_its_source() -> None:
+    _report((DASHBOARD,), (MODEL, ORCHESTRATION, RUNTIMES, INTEGRATIONS, CONTROL, CLI))
+
+
+def test_control_channel_sees_the_app_only_through_its_source() -> None:
+    _report((CONTROL,), (MODEL, ORCHESTRATION, RUNTIMES, INTEGRATIONS))
 
 
 # -- what the layers know -----------------------------------------------------------------------

@@ -151,8 +151,8 @@ def wait_until(
     return core_wait_until(predicate, timeout, interval, what)
 
 
-def redis_server_cmdlines() -> list[str]:
-    """Command lines of every running ``redis-server`` process on this machine."""
+def redis_server_processes() -> list[tuple[int, str]]:
+    """``(pid, command line)`` of every running ``redis-server`` process on this machine."""
     out = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -162,8 +162,13 @@ def redis_server_cmdlines() -> list[str]:
         except OSError:
             continue
         if "redis-server" in cmd and pid_alive(int(entry.name)):
-            out.append(cmd)
+            out.append((int(entry.name), cmd))
     return out
+
+
+def redis_server_cmdlines() -> list[str]:
+    """Command lines of every running ``redis-server`` process on this machine."""
+    return [cmd for _, cmd in redis_server_processes()]
 
 
 def port_accepts(port: int) -> bool:

@@ -1,0 +1,309 @@
+"""``apphost resource``, ``apphost logs``, ``--no-dashboard`` and the dashboard in ``apphost
+status``, run as real ``apphost`` processes against a real ControlServer bound where the CLI
+looks for it (the state folder of APPHOST_STATE_DIR)."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from apphost_sdk.control.protocol import control_socket_path
+from apphost_sdk.control.server import ControlServer
+from apphost_sdk.files import write_private
+from apphost_sdk.process_identity import process_start_time
+from apphost_sdk.state import app_identity
+from apphost_sdk.telemetry.store import Limits, TelemetryStore
+
+from .helpers import apphost_cli as apphost
+from .helpers import wait_until, write
+from .test_control_channel import Source
+
+TOKEN = "0123456789abcdef0123456789abcdef"
+
+#: An app host file that records the arguments it was given, then exits.
+RECORD_ARGS = """
+import json, sys
+with open({out!r}, "w") as fh:
+    json.dump(sys.argv[1:], fh)
+sys.exit(0)
+"""
+
+
+@pytest.fixture
+def app_file(tmp_path: Path) -> Path:
+    return write(tmp_path / "shop" / "apphost.py", "# never run by these tests\n")
+
+
+def state_dir(state: Path, app_host: Path) -> Path:
+    return state / app_identity(app_host)[1]
+
+
+@pytest.fixture
+def store() -> TelemetryStore:
+    return TelemetryStore()
+
+
+@pytest.fixture
+def server(app_file: Path, isolated_env: Path, store: TelemetryStore) -> Iterator[ControlServer]:
+    app_id = app_identity(app_file)[1]
+    control = ControlServer(control_socket_path(isolated_env / app_id, app_id), Source(), store)
+    control.start()
+    yield control
+    control.stop()
+
+
+def write_status(state: Path, app_host: Path, dashboard: object) -> None:
+    """A status as a running app host writes it, naming this (live) test process."""
+    pid = os.getpid()
+    status = {
+        "app": "shop",
+        "appHost": str(app_host),
+        "pid": pid,
+        "pidStart": process_start_time(pid),
+        "phase": "ready",
+        "resources": [],
+        "dashboard": dashboard,
+    }
+    folder = state_dir(state, app_host)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_private(folder / "status.json", json.dumps(status))
+
+
+# -- apphost resource -------------------------------------------------------------------------
+@pytest.mark.usefixtures("server")
+def test_resource_commands_exit_with_the_outcome(app_file: Path) -> None:
+    done = apphost("resource", str(app_file), "api", "stop")
+    assert (done.returncode, done.stdout.strip()) == (0, "api is Exited"), done.stderr
+    refused = apphost("resource", str(app_file), "cache", "stop")
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == "apphost resource: cache: stop timed out after 30 s"
+    unknown = apphost("resource", str(app_file), "apii", "restart")
+    assert unknown.returncode == 1
+    assert "no resource named 'apii'; the resources are: api, cache" in unknown.stderr
+    bad = apphost("resource", str(app_file), "api", "reboot")
+    assert bad.returncode == 2 and "invalid choice: 'reboot'" in bad.stderr
+
+
+def test_commands_on_an_app_that_is_not_running_say_how_to_start_it(
+    app_file: Path, isolated_env: Path
+) -> None:
+    for args in (["resource", str(app_file), "api", "restart"], ["logs", str(app_file)]):
+        done = apphost(*args)
+        assert done.returncode == 1
+        assert f"{app_file} is not running; start it with `apphost start {app_file}`" in (
+            done.stderr
+        )
+        assert "Traceback" not in done.stderr
+    # Running (its status names a live process) but no socket: say so, and what to do.
+    write_status(isolated_env, app_file, None)
+    done = apphost("logs", str(app_file))
+    assert done.returncode == 1
+    assert f"runs (pid {os.getpid()}) but does not answer" in done.stderr
+    assert "stop and start it again" in done.stderr
+
+
+# -- apphost logs -----------------------------------------------------------------------------
+@pytest.mark.usefixtures("server")
+def test_logs_of_all_resources_are_prefixed_and_aligned(
+    app_file: Path, store: TelemetryStore
+) -> None:
+    store.add_console_line("api", "stdout", "GET / 200")
+    store.add_console_line("cache", "stderr", "\x1b[33mready\x1b[0m")
+    done = apphost("logs", str(app_file))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "api      | GET / 200\ncache    | \x1b[33mready\x1b[0m\n"
+    one = apphost("logs", str(app_file), "cache")
+    assert one.stdout == "\x1b[33mready\x1b[0m\n", "one resource: its lines as written"
+
+
+@pytest.mark.usefixtures("server")
+def test_logs_colour_prefixes_unless_no_color(
+    app_file: Path, store: TelemetryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.add_console_line("api", "stdout", "hello")
+    monkeypatch.delenv("NO_COLOR")
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    assert apphost("logs", str(app_file)).stdout == "\x1b[36mapi      |\x1b[0m hello\n"
+    assert apphost("logs", str(app_file), "--no-color").stdout == "api      | hello\n"
+
+
+@pytest.mark.usefixtures("server")
+def test_logs_since(app_file: Path, store: TelemetryStore) -> None:
+    now = time.time()
+    store.add_console_line("api", "stdout", "old", timestamp=now - 7200)
+    store.add_console_line("api", "stdout", "new", timestamp=now - 5)
+    assert apphost("logs", str(app_file), "api", "--since", "10m").stdout == "new\n"
+    assert apphost("logs", str(app_file), "api", "--since", "1970-01-01T00:00:00Z").stdout == (
+        "old\nnew\n"
+    )
+    bad = apphost("logs", str(app_file), "--since", "yesterday")
+    assert bad.returncode == 2
+    assert "'yesterday' is not a duration (30s, 10m, 2h, 1d) or an RFC 3339 time" in bad.stderr
+
+
+def test_dropped_lines_are_noted_on_stderr(app_file: Path, isolated_env: Path) -> None:
+    small = TelemetryStore(Limits(console_lines=2))
+    for i in range(3):
+        small.add_console_line("api", "stdout", f"line {i}")
+    app_id = app_identity(app_file)[1]
+    control = ControlServer(control_socket_path(isolated_env / app_id, app_id), Source(), small)
+    control.start()
+    try:
+        done = apphost("logs", str(app_file), "api")
+    finally:
+        control.stop()
+    assert done.stdout == "line 1\nline 2\n"
+    assert "1 older line of api dropped" in done.stderr
+
+
+@pytest.mark.usefixtures("server")
+def test_logs_unknown_resource_lists_them(app_file: Path) -> None:
+    done = apphost("logs", str(app_file), "nope")
+    assert done.returncode == 1
+    assert "apphost logs: no resource named 'nope'; the resources are: api, cache" in done.stderr
+
+
+@pytest.mark.usefixtures("server")
+def test_follow_prints_new_lines_and_ctrl_c_exits_130_quietly(
+    app_file: Path, store: TelemetryStore
+) -> None:
+    store.add_console_line("api", "stdout", "first")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "apphost_sdk", "logs", str(app_file), "-f"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    out = b""
+
+    def read_until(text: bytes) -> bool:
+        nonlocal out
+        if select.select([proc.stdout], [], [], 0.05)[0]:
+            out += os.read(proc.stdout.fileno(), 65536)
+        return text in out
+
+    try:
+        wait_until(lambda: read_until(b"api      | first\n"), timeout=20, what="the backlog")
+        store.add_console_line("cache", "stdout", "second")
+        wait_until(lambda: read_until(b"cache    | second\n"), timeout=20, what="a new line")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(20) == 130
+        assert proc.stderr.read() == b"", "Ctrl-C ends it quietly"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+# -- the dashboard in status, --no-dashboard --------------------------------------------------
+def test_status_shows_the_dashboard_with_the_token_masked(
+    app_file: Path, isolated_env: Path
+) -> None:
+    login = f"http://localhost:18888/login?t={TOKEN}"
+    dashboard = {
+        "url": "http://localhost:18888",
+        "loginUrl": login,
+        "otlpEndpoint": "http://localhost:18890",
+        "otlpApiKey": "k" * 32,
+    }
+    write_status(isolated_env, app_file, dashboard)
+    shown = apphost("status", "--json")
+    assert TOKEN not in shown.stdout and "k" * 32 not in shown.stdout
+    [status] = json.loads(shown.stdout)
+    assert status["dashboard"] == {
+        **dashboard,
+        "loginUrl": "http://localhost:18888/login?t=***",
+        "otlpApiKey": "***",
+    }
+    [secret] = json.loads(apphost("status", str(app_file), "--json", "--show-secrets").stdout)
+    assert secret["dashboard"] == dashboard
+    text = apphost("status", str(app_file)).stdout
+    assert "  dashboard: http://localhost:18888\n" in text and TOKEN not in text
+
+
+def test_status_without_a_dashboard(app_file: Path, isolated_env: Path) -> None:
+    write_status(isolated_env, app_file, None)
+    [status] = json.loads(apphost("status", "--json").stdout)
+    assert status["dashboard"] is None
+    assert "dashboard" not in apphost("status").stdout
+
+
+def test_no_dashboard_reaches_the_app_host_as_configuration(tmp_path: Path) -> None:
+    out = tmp_path / "argv.json"
+    app = write(tmp_path / "rec" / "apphost.py", RECORD_ARGS.format(out=str(out)))
+    for args, expected in (
+        (["run", str(app), "--no-dashboard", "--A=1"], ["--A=1", "--Dashboard:Enabled=false"]),
+        (["run", "--no-dashboard", str(app)], ["--Dashboard:Enabled=false"]),
+        (["run", str(app), "--A=1"], ["--A=1"]),
+    ):
+        done = apphost(*args)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(out.read_text()) == expected
+        out.unlink()
+    apphost("start", str(app), "--no-dashboard", "--timeout", "20")  # exits: not an app
+    wait_until(out.exists, timeout=20, what="the background app host's arguments")
+    assert json.loads(out.read_text()) == ["--Dashboard:Enabled=false"]
+
+
+# -- against a real app host ------------------------------------------------------------------
+TALKER = """
+import itertools, time
+for i in itertools.count():
+    print("tick", i, flush=True)
+    time.sleep(0.2)
+"""
+
+TALKER_APP = """
+from apphost_sdk import DistributedApplication
+builder = DistributedApplication.create_builder()
+builder.add_python_app("talker", {svc!r}, "talk.py")
+builder.build().run()
+"""
+
+
+@pytest.mark.parametrize("dashboard", [True, False], ids=["dashboard", "no-dashboard"])
+def test_a_started_app_is_reached_through_its_control_channel(
+    tmp_path: Path, isolated_env: Path, dashboard: bool
+) -> None:
+    write(tmp_path / "svc" / "talk.py", TALKER)
+    app = write(tmp_path / "talky" / "apphost.py", TALKER_APP.format(svc=str(tmp_path / "svc")))
+    try:
+        started = apphost("start", str(app), *([] if dashboard else ["--no-dashboard"]))
+        assert started.returncode == 0, started.stderr
+        app_id = app_identity(app)[1]
+        socket_path = control_socket_path(isolated_env / app_id, app_id)
+        assert oct(os.stat(socket_path).st_mode & 0o777) == "0o600"
+        [status] = json.loads(apphost("status", "--json").stdout)
+        if dashboard:
+            assert started.stdout.splitlines()[-1].startswith("dashboard: http://localhost:")
+            assert "/login?t=" in started.stdout
+            assert status["dashboard"]["loginUrl"].endswith("/login?t=***")
+        else:
+            assert "dashboard" not in started.stdout and status["dashboard"] is None
+        wait_until(
+            lambda: "talker   | tick 1\n" in apphost("logs", str(app)).stdout,
+            timeout=20,
+            what="the talker's lines",
+        )
+        restarted = apphost("resource", str(app), "talker", "restart")
+        assert restarted.returncode == 0, restarted.stderr
+        wait_until(
+            lambda: apphost("logs", str(app), "talker").stdout.count("tick 0\n") == 2,
+            timeout=20,
+            what="the restarted talker's first line",
+        )
+    finally:
+        apphost("stop", str(app))
+    assert not socket_path.exists()
