@@ -233,7 +233,7 @@ class Browser:
             (
                 c.split(";", 1)[0]
                 for c in resp.headers.get_all("Set-Cookie") or []
-                if c.startswith(f"{COOKIE}=")
+                if c.startswith(f"{COOKIE}.{self.port}=")
             ),
             None,
         )

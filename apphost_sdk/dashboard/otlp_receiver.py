@@ -1,11 +1,15 @@
 """The OTLP/HTTP receiver of the dashboard's OTLP port, as an ASGI app: ``POST /v1/traces``,
-``/v1/logs`` and ``/v1/metrics`` with the API key header, decoded into the telemetry store."""
+``/v1/logs`` and ``/v1/metrics`` with the API key header, decoded into the telemetry store.
+
+Inflating, decoding and storing run on a worker thread: a 4 MiB body takes a while to decode,
+and on the event loop it would stall every other exporter (and the UI's answers) meanwhile."""
 
 from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
 
+from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
 from ..telemetry import otlp
@@ -47,16 +51,26 @@ class OtlpReceiver:
             await _answer(send, 401, b"")
             return
         content_type = _header(headers, b"content-type") or ""
+        encoding = (_header(headers, b"content-encoding") or "identity").strip().lower()
         try:
             otlp.media_type(content_type)
+            if encoding not in ("", "identity", "gzip"):
+                raise otlp.OtlpError(
+                    415, f"unsupported Content-Encoding {encoding!r}; use gzip or none"
+                )
             body = await _read_body(headers, receive)
-            items = otlp.decode(signal, body, content_type)
+            await run_in_threadpool(self._ingest, signal, body, content_type, encoding)
         except otlp.OtlpError as exc:
             await _answer(send, exc.status, exc.message.encode())
             return
-        self._keep(signal, items)
         reply, reply_type = otlp.success_body(signal, content_type)
         await _answer(send, 200, reply, [(b"content-type", reply_type.encode())])
+
+    def _ingest(self, signal: str, body: bytes, content_type: str, encoding: str) -> None:
+        """Inflate, decode and store one request (on a worker thread: CPU-bound work)."""
+        if encoding == "gzip":
+            body = _inflate(body)
+        self._keep(signal, otlp.decode(signal, body, content_type))
 
     def _keep(self, signal: str, items: Sequence[Span | LogRecord | MetricPoint]) -> None:
         if signal == "traces":
@@ -83,9 +97,8 @@ def _too_big() -> otlp.OtlpError:
 
 
 async def _read_body(headers: Sequence[tuple[bytes, bytes]], receive: Receive) -> bytes:
-    """The request body, refused (OtlpError 400) as soon as it is known to exceed MAX_BODY:
-    from Content-Length before reading, else while reading; gzip bodies are inflated with the
-    same bound."""
+    """The request body as sent, refused (OtlpError 400) as soon as it is known to exceed
+    MAX_BODY: from Content-Length before reading, else while reading."""
     length = _header(headers, b"content-length")
     if length is not None and length.strip().isdigit() and int(length) > otlp.MAX_BODY:
         raise _too_big()
@@ -102,12 +115,11 @@ async def _read_body(headers: Sequence[tuple[bytes, bytes]], receive: Receive) -
         chunks.append(chunk)
         if not message.get("more_body", False):
             break
-    body = b"".join(chunks)
-    encoding = (_header(headers, b"content-encoding") or "identity").strip().lower()
-    if encoding in ("", "identity"):
-        return body
-    if encoding != "gzip":
-        raise otlp.OtlpError(415, f"unsupported Content-Encoding {encoding!r}; use gzip or none")
+    return b"".join(chunks)
+
+
+def _inflate(body: bytes) -> bytes:
+    """A gzip body inflated, refused (OtlpError 400) beyond MAX_BODY or when corrupt."""
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
     try:
         data = inflater.decompress(body, otlp.MAX_BODY + 1)

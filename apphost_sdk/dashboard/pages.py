@@ -91,10 +91,12 @@ def _slug(value: str) -> str:
 
 
 def _time_texts(started_at: float | None) -> tuple[str, str]:
+    """``(RFC 3339 with milliseconds, local text)`` of a start time: the milliseconds make a
+    restart within the same second change the page (and the live swap)."""
     if started_at is None:
         return "", ""
     moment = datetime.fromtimestamp(started_at).astimezone()
-    return moment.isoformat(timespec="seconds"), moment.strftime("%Y-%m-%d %H:%M:%S")
+    return moment.isoformat(timespec="milliseconds"), moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _link(url: str) -> str | None:

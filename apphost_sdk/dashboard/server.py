@@ -96,7 +96,9 @@ class DashboardServer:
 
     @property
     def ui_url(self) -> str:
-        return f"http://localhost:{self.ui_port}"
+        """The UI's address: ``127.0.0.1``, the address bound, never ``localhost`` (which may
+        resolve to ``::1`` first, where another local user could listen for the token)."""
+        return f"http://127.0.0.1:{self.ui_port}"
 
     @property
     def login_url(self) -> str:
@@ -105,7 +107,8 @@ class DashboardServer:
 
     @property
     def otlp_url(self) -> str:
-        return f"http://localhost:{self.otlp_port}"
+        """The OTLP receiver's address on loopback (``127.0.0.1``, as ``ui_url``)."""
+        return f"http://127.0.0.1:{self.otlp_port}"
 
     # -- life cycle -----------------------------------------------------------------------
     def bind(self) -> None:
@@ -146,7 +149,12 @@ class DashboardServer:
                 return
             assert self._ui_socket is not None
             context = Context(
-                self.source, self.store, self._token, self._stopping, self._show_secrets
+                self.source,
+                self.store,
+                self._token,
+                self._stopping,
+                self._ui_socket.getsockname()[1],
+                self._show_secrets,
             )
             apps: list[tuple[str, Any, list[socket.socket]]] = [
                 ("ui", create_ui_app(context), [self._ui_socket]),

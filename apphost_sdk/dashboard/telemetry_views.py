@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from urllib.parse import quote, urlencode
 
 import attrs
@@ -41,6 +41,12 @@ MAX_TRACE_LOG_ROWS = 200
 MAX_TRACE_ROWS = 200
 #: Deeper spans are indented no further (the waterfall stays readable).
 MAX_INDENT_DEPTH = 12
+#: Links in the resource filter at most ("All resources" included); the rest are listed behind
+#: an "N more" toggle. Resource names come from OTLP senders, so neither their number nor their
+#: length may grow every page without bound.
+MAX_FILTER_LINKS = 50
+#: Characters of a resource name shown at most (longer ones end with "…"; links keep it whole).
+MAX_NAME_CHARS = 256
 
 #: Resource colours in traces (one per resource, the same on every page).
 RESOURCE_PALETTE = (
@@ -88,7 +94,7 @@ def structured_logs_html(
     return _render(
         "telemetry_logs.html",
         store,
-        filter=_resource_filter(store, "/structuredlogs", resource, query),
+        filter=resource_filter(store, "/structuredlogs", resource, query),
         dropped=page.dropped,
         records=records,
         more=more,
@@ -112,7 +118,7 @@ def traces_html(store: TelemetryStore, resource: str | None) -> str:
     return _render(
         "telemetry_traces.html",
         store,
-        filter=_resource_filter(store, "/traces", resource, {}),
+        filter=resource_filter(store, "/traces", resource, {}),
         dropped=store.dropped("spans", resource),
         rows=rows,
         resource=resource,
@@ -162,7 +168,7 @@ def metrics_html(store: TelemetryStore, resource: str | None) -> str:
     return _render(
         "telemetry_metrics.html",
         store,
-        filter=_resource_filter(store, "/metrics", resource, {}),
+        filter=resource_filter(store, "/metrics", resource, {}),
         dropped=store.dropped("metrics", resource),
         groups=groups,
         max_series=MAX_SERIES,
@@ -347,6 +353,12 @@ def _last_text(point: MetricPoint, unit: str, histogram: bool) -> str:
 
 
 # -- shared -------------------------------------------------------------------------------------
+def short_name(name: str) -> str:
+    """``name`` cut to MAX_NAME_CHARS characters (the last one "…") for display."""
+    text = str(name)
+    return text if len(text) <= MAX_NAME_CHARS else text[: MAX_NAME_CHARS - 1] + "…"
+
+
 @attrs.frozen
 class _FilterLink:
     label: str
@@ -354,23 +366,48 @@ class _FilterLink:
     selected: bool
 
 
+@attrs.frozen
+class ResourceFilter:
+    """The resource filter of a telemetry page: iterating gives the links shown (at most
+    MAX_FILTER_LINKS, "All resources" and the selected one always among them); ``more`` holds
+    the other resources' links, for an "N more" list."""
+
+    links: list[_FilterLink]
+    more: list[_FilterLink]
+
+    def __iter__(self) -> Iterator[_FilterLink]:
+        return iter(self.links)
+
+    def __len__(self) -> int:
+        return len(self.links)
+
+
 def _path(base: str, resource: str | None) -> str:
     return base if resource is None else f"{base}/resource/{quote(resource, safe='')}"
 
 
-def _resource_filter(
+def resource_filter(
     store: TelemetryStore, base: str, resource: str | None, query: dict[str, str]
-) -> list[_FilterLink]:
+) -> ResourceFilter:
     """Links to the page for all resources and for each resource with data (keeping the
-    other filters); the selected resource is listed even when it has no data yet."""
+    other filters), names cut for display; the selected resource is listed even when it has no
+    data yet, and is always among the links shown."""
     names = store.resource_names()
     if resource is not None and resource not in names:
         names = sorted([*names, resource])
     kept = {k: v for k, v in query.items() if v}
     suffix = "?" + urlencode(kept) if kept else ""
+    shown = names[: MAX_FILTER_LINKS - 1]
+    if resource is not None and resource not in shown:
+        shown = sorted([*shown[: MAX_FILTER_LINKS - 2], resource])
+    shown_set = set(shown)
+
+    def link(name: str) -> _FilterLink:
+        return _FilterLink(short_name(name), _path(base, name) + suffix, name == resource)
+
     links = [_FilterLink("All resources", base + suffix, resource is None)]
-    links.extend(_FilterLink(n, _path(base, n) + suffix, n == resource) for n in names)
-    return links
+    links.extend(link(n) for n in shown)
+    return ResourceFilter(links, [link(n) for n in names if n not in shown_set])
 
 
 def _clock_ns(timestamp_ns: int) -> str:
@@ -406,6 +443,7 @@ def _environment() -> jinja2.Environment:
         duration=format_duration,
         plural=_plural,
         colour=resource_colour,
+        short=short_name,
         severity=severity_name,
         urlpart=lambda value: quote(str(value), safe=""),
         indent_px=lambda depth: min(depth, MAX_INDENT_DEPTH) * 16,

@@ -2,8 +2,9 @@
 
 Every page renders its content inside ``<main id="content">``; with ``X-Fragment: 1`` only that
 inner HTML is answered, which the page's script swaps in on an SSE ``changed`` event. The app is
-wrapped in :class:`~apphost_sdk.dashboard.auth.RequireLogin` and in security headers (a
-self-only Content-Security-Policy, no framing, no caching).
+wrapped in :class:`~apphost_sdk.dashboard.auth.RequireLogin`, in
+:class:`~apphost_sdk.dashboard.auth.RequireLoopbackHost` (DNS rebinding) and in security headers
+(a self-only Content-Security-Policy, no framing, no caching).
 """
 
 from __future__ import annotations
@@ -61,18 +62,20 @@ STATIC = pages.TEMPLATES.parent / "static"
 
 @attrs.frozen
 class Context:
-    """What the UI app serves: the running app (``source``), its telemetry, the login token and
-    the server's stop flag (live streams end when it is set)."""
+    """What the UI app serves: the running app (``source``), its telemetry, the login token, the
+    server's stop flag (live streams end when it is set) and the UI port (the cookie's name and
+    the accepted ``Host`` carry it)."""
 
     source: DashboardSource
     store: TelemetryStore
     token: str
     stopping: threading.Event
+    port: int
     show_secrets: bool = False
 
 
 def create_ui_app(context: Context) -> ASGIApp:
-    """The UI app with its routes, login requirement and security headers."""
+    """The UI app with its routes, login and loopback-host requirements and security headers."""
     handlers = _Handlers(context)
     routes = [
         Route("/", handlers.resources),
@@ -100,24 +103,29 @@ def create_ui_app(context: Context) -> ASGIApp:
         Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),
     ]
     app = Starlette(routes=routes)
-    return SecurityHeaders(RefuseOtlp(auth.RequireLogin(app, context.token)))
+    login = auth.RequireLogin(app, context.token, context.port)
+    return SecurityHeaders(auth.RequireLoopbackHost(RefuseOtlp(login), context.port))
 
 
 class SecurityHeaders:
     """ASGI middleware adding a self-only CSP, no framing, no sniffing, no referrer, and no
-    caching (pages show live state; static files are revalidated)."""
+    caching (pages show live state; static files are revalidated) to every HTTP answer,
+    WebSocket refusals included; scope types the UI does not serve are refused here too."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        kind = scope["type"]
+        if kind == "lifespan":
             await self.app(scope, receive, send)
+            return
+        if kind not in auth.SERVED_SCOPES:
             return
         cache = b"no-cache" if scope["path"].startswith("/static/") else b"no-store"
 
         async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
+            if message["type"] in ("http.response.start", "websocket.http.response.start"):
                 headers = [(k, v) for k, v in message.get("headers", []) if k != b"cache-control"]
                 headers += [
                     (b"content-security-policy", CSP.encode()),
@@ -281,16 +289,16 @@ class _Handlers:
         target = auth.safe_return_url(return_to)
         if token is not None and auth.secret_matches(token, self.c.token):
             response = RedirectResponse(target, status_code=303)
-            response.headers.append("set-cookie", auth.session_cookie(self.c.token))
+            response.headers.append("set-cookie", auth.session_cookie(self.c.token, self.c.port))
             return response
-        if token is None and auth.is_logged_in(request.scope["headers"], self.c.token):
+        if token is None and auth.is_logged_in(request.scope["headers"], self.c.token, self.c.port):
             return RedirectResponse(target, status_code=303)
         html = pages.login_page(target, failed=token is not None)
         return HTMLResponse(html, status_code=401)
 
     def logout(self, request: Request) -> Response:
         response = RedirectResponse("/login", status_code=303)
-        response.headers.append("set-cookie", auth.clear_cookie())
+        response.headers.append("set-cookie", auth.clear_cookie(self.c.port))
         return response
 
     def health(self, request: Request) -> PlainTextResponse:

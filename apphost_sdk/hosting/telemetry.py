@@ -6,11 +6,16 @@ and short export intervals. ``configure_opentelemetry()`` turns that into SDK tr
 logger providers exporting with OTLP/HTTP, plus a ``logging`` handler, so spans (our cache's
 included), metrics and log records reach the dashboard. Without an endpoint it does nothing;
 a provider the process already has (``opentelemetry-instrument``, the user's own) is kept.
+
+Start-up cost matters (a service is not ready until this returns), so the OTLP/HTTP exporters,
+which import ``requests`` and the protobuf classes, are built on the SDK's export threads at
+their first export rather than here; nothing queued before is lost (``_DeferredExporter``).
 """
 
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import os
 import threading
@@ -263,26 +268,19 @@ def _meter_provider(resource: Any) -> Any:
 
 def _logger_provider(resource: Any) -> Any:
     """A ``LoggerProvider`` batching log records to ``OTLPLogExporter`` (deferred, as spans)."""
-    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs import LoggerProvider, export
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 
-    try:  # the SDK's name since 1.39; LogExporter (deprecated since) before
-        from opentelemetry.sdk._logs.export import LogRecordExporter as Base
-        from opentelemetry.sdk._logs.export import LogRecordExportResult as Result
-    except ImportError:  # pragma: no cover - older SDKs
-        from opentelemetry.sdk._logs.export import (  # type: ignore[attr-defined,no-redef]
-            LogExporter as Base,
-        )
-        from opentelemetry.sdk._logs.export import (  # type: ignore[attr-defined,no-redef]
-            LogExportResult as Result,
-        )
+    # LogRecordExporter is the SDK's current name; older SDKs have only LogExporter.
+    base: Any = getattr(export, "LogRecordExporter", None) or export.LogExporter
+    result: Any = getattr(export, "LogRecordExportResult", None) or export.LogExportResult
 
-    class DeferredLogExporter(_DeferredExporter, Base):  # type: ignore[valid-type,misc]
+    class DeferredLogExporter(_DeferredExporter, base):
         """``OTLPLogExporter``, built when the first batch of records is exported."""
 
         def export(self, batch: Any) -> Any:
             exporter = self._exporter()
-            return Result.FAILURE if exporter is None else exporter.export(batch)
+            return result.FAILURE if exporter is None else exporter.export(batch)
 
     provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
     processor = BatchLogRecordProcessor(DeferredLogExporter("logs", _otlp_logs))
@@ -328,11 +326,7 @@ class _DeferredExporter:
         self._closed = False
         self._build_lock = threading.Lock()
         if hasattr(os, "register_at_fork"):  # a fork mid-build must not inherit a held lock
-            weak = weakref.WeakMethod(self._after_fork)
-            os.register_at_fork(after_in_child=lambda: (method := weak()) and method())
-
-    def _after_fork(self) -> None:
-        self._build_lock = threading.Lock()
+            os.register_at_fork(after_in_child=functools.partial(_renew_lock, weakref.ref(self)))
 
     def _exporter(self) -> Any:
         """The real exporter, built now if needed; None once shut down or when it cannot be."""
@@ -358,17 +352,20 @@ class _DeferredExporter:
         real = self._real
         return True if real is None else bool(real.force_flush(timeout_millis))
 
-    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        """Shut the real exporter down if one was built; later exports are refused."""
+    def shutdown(self, *args: Any, **kwargs: Any) -> None:
+        """Shut the real exporter down (same arguments) if one was built; refuse exports after."""
         with self._build_lock:
             self._closed = True
             real = self._real
-        if real is None:
-            return
-        if self._signal == "metrics":
-            real.shutdown(timeout_millis=timeout_millis, **kwargs)
-        else:
-            real.shutdown()
+        if real is not None:
+            real.shutdown(*args, **kwargs)
+
+
+def _renew_lock(ref: weakref.ref[_DeferredExporter]) -> None:
+    """In a forked child: a fresh build lock (the parent's may have been held mid-build)."""
+    exporter = ref()
+    if exporter is not None:
+        exporter._build_lock = threading.Lock()
 
 
 def _log_handler(logger_provider: Any) -> logging.Handler | None:

@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import secrets
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -102,7 +103,11 @@ class DashboardHost:
         info: Callable[[str], None],
     ) -> None:
         self.masker = masker
-        self.store = TelemetryStore(Limits.from_configuration(configuration.get_str))
+        # Everything kept is masked on the way in: a service's log record or span attribute
+        # that quotes a password shows *** on every page, as its console output does.
+        self.store = TelemetryStore(
+            Limits.from_configuration(configuration.get_str), mask=masker.mask
+        )
         self.files = ResourceLogFiles(state_dir)
         self.enabled = dashboard_enabled(configuration, args)
         self._configuration = configuration
@@ -174,11 +179,14 @@ class DashboardHost:
         from .dashboard_source import OrchestratorSource
 
         source = OrchestratorSource(orchestrator, self.masker)
+        # The app's own resources always have room in the store, whatever OTLP senders call
+        # themselves.
+        self.store.reserve(snap.name for snap in orchestrator.snapshots())
         self._source.target = source
         self._gateway = orchestrator.engine_gateway
         if self.dashboard is not None:
             threading.Thread(
-                target=self.dashboard.start, name="apphost-dashboard", daemon=True
+                target=self._serve, args=(self.dashboard,), name="apphost-dashboard", daemon=True
             ).start()
         path = control_socket_path(self._state_dir, self._app_id)
         try:
@@ -192,6 +200,20 @@ class DashboardHost:
         else:
             self.control = control
 
+    def _serve(self, dashboard: DashboardServer) -> None:
+        """Start serving; a dashboard that cannot start is said once and closed (its ports
+        then refuse, so exporters fail fast instead of hanging), and the run goes on."""
+        try:
+            dashboard.start()
+        except Exception as exc:
+            self._info(
+                self.masker.mask(f"the dashboard could not start: {type(exc).__name__}: {exc}")
+            )
+            dashboard.stop()
+            with self._lock:
+                if self.dashboard is dashboard:
+                    self.dashboard = None
+
     def announce(self, detached: bool, quiet: bool = False) -> None:
         """Tell the user where the dashboard is: the login URL, token included, on their own
         terminal; only the plain URL in the background log (the token is a secret there)."""
@@ -199,10 +221,10 @@ class DashboardHost:
             return
         if quiet:
             pass
-        elif detached:
+        elif detached or not _is_terminal(sys.stdout):
             self._info(
-                f"dashboard: {self.dashboard.ui_url} (the login URL: `apphost status "
-                "--show-secrets`)"
+                f"dashboard: {self.dashboard.ui_url} (its login URL: `apphost status "
+                "APPHOST.py --show-secrets`)"
             )
         else:
             self._info(f"dashboard: {self.dashboard.login_url}")
@@ -226,9 +248,8 @@ class DashboardHost:
     # -- what services get --------------------------------------------------------------
     def on_line(self, resource: str, stream: str, line: str) -> None:
         """A resource's console line, masked, into its bounded buffer and its file."""
-        masked = self.masker.mask(line)
-        entry = self.store.add_console_line(resource, stream, masked)
-        self.files.write(resource, stream, masked, entry.timestamp)
+        entry = self.store.add_console_line(resource, stream, line)  # masked by the store
+        self.files.write(resource, stream, entry.text, entry.timestamp)
 
     def service_environment(self, resource: Resource, in_container: bool) -> Mapping[str, str]:
         """The ``OTEL_*`` variables a service started by the app host receives."""
@@ -279,6 +300,14 @@ class DashboardHost:
             "otlpEndpoint": self.dashboard.otlp_url,
             "otlpApiKey": self.api_key,
         }
+
+
+def _is_terminal(stream: Any) -> bool:
+    """Whether ``stream`` is the user's terminal (redirected output is a log: no token)."""
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
 
 
 def _read_ports(state_dir: Path) -> dict[str, int]:

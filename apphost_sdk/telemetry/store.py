@@ -4,6 +4,11 @@ Every resource gets its own buffers (console lines, log records, spans, metric p
 chatty service cannot evict another's data (Aspire shares one ring per kind, dotnet/aspire#4173).
 The oldest entries go first and are counted, for the pages' "N older entries dropped" note.
 Adding is O(1) per item (plus its attributes); the queries may walk the buffers.
+
+The app host ``reserve``s its resources' names, so they always have buckets; other names (any
+OTLP sender can make one up) share ``max_resources`` buckets, the least recently used going
+first. An optional ``mask`` (the app host's ``SecretMasker.mask``) is applied to every text
+kept, so a secret a service logs or puts in a span never reaches a page.
 """
 
 from __future__ import annotations
@@ -11,9 +16,9 @@ from __future__ import annotations
 import heapq
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import attrs
 
@@ -33,6 +38,11 @@ from .models import (
 #: The kinds of data ``dropped`` knows, as the pages name them.
 KINDS = ("console", "logs", "spans", "metrics")
 
+#: Longest name kept (span, event, scope, meter, instrument, unit, description, severity text,
+#: attribute key); longer ones are cut with "…". The OTLP decoder reads up to twice this (and
+#: twice the other caps) so that masking, which comes first, never meets a secret cut in two.
+MAX_NAME = 256
+
 #: A log body or console line may be this many times ``max_attribute_length`` before it is cut:
 #: bodies are messages and stack traces, longer than attribute values, but must stay bounded.
 BODY_LENGTH_FACTOR = 16
@@ -51,7 +61,8 @@ class Limits:
     metric_points: int = attrs.field(default=10_000, validator=_POSITIVE)
     max_attributes: int = attrs.field(default=128, validator=_POSITIVE)  # per span/log/point
     max_attribute_length: int = attrs.field(default=4096, validator=_POSITIVE)  # cut with "…"
-    max_resources: int = attrs.field(default=256, validator=_POSITIVE)  # distinct buckets
+    #: Buckets of names not reserved (OTLP-only senders); the least recently used goes first.
+    max_resources: int = attrs.field(default=256, validator=_POSITIVE)
 
     @classmethod
     def from_configuration(cls, get: Callable[[str], str | None]) -> Limits:
@@ -120,13 +131,20 @@ class TelemetryStore:
     live views (server-sent events, ``apphost logs -f``) sleep until it does.
     """
 
-    def __init__(self, limits: Limits = _DEFAULTS) -> None:
+    def __init__(
+        self, limits: Limits = _DEFAULTS, mask: Callable[[str], str] | None = None
+    ) -> None:
+        """``mask``, when given, is applied to every text kept (bodies, names, messages,
+        attribute keys and values, console lines), at add time."""
         self.limits = limits
+        self._mask = mask
         self._changed = threading.Condition(threading.Lock())
         self._version = 0
         self._seq = 0
         self._buckets: dict[str, _Bucket] = {}
-        self._overflow = dict.fromkeys(KINDS, 0)  # items of resources beyond max_resources
+        self._reserved: set[str] = set()
+        self._unreserved: OrderedDict[str, None] = OrderedDict()  # LRU order, oldest first
+        self._overflow = dict.fromkeys(KINDS, 0)  # items of evicted buckets
         self._traces: dict[str, dict[int, Span]] = {}  # trace id -> seq -> span
         self._summaries: dict[str, TraceSummary] = {}  # cache, dropped when a trace changes
         self._body_length = limits.max_attribute_length * BODY_LENGTH_FACTOR
@@ -154,28 +172,62 @@ class TelemetryStore:
         self._seq += 1
         return self._seq
 
-    def _bucket(self, resource: str, kind: str, count: int = 1) -> _Bucket | None:
-        """The bucket of ``resource``, made on first use; None (and the items counted as
-        dropped) once ``max_resources`` buckets exist. Call with the lock held."""
+    def reserve(self, names: Iterable[str]) -> None:
+        """Make ``names`` (the app's resources) always get buckets, outside ``max_resources``:
+        made-up OTLP service names can then never lock them out or evict them."""
+        with self._changed:
+            for name in names:
+                self._reserved.add(name)
+                self._unreserved.pop(name, None)
+
+    def _bucket(self, resource: str) -> _Bucket:
+        """The bucket of ``resource``, made on first use. A name not reserved is marked as
+        just used; making one beyond ``max_resources`` first evicts the least recently used
+        one (what it held counted as dropped). Call with the lock held."""
         bucket = self._buckets.get(resource)
-        if bucket is None:
-            if len(self._buckets) >= self.limits.max_resources:
-                self._overflow[kind] += count
-                return None
-            bucket = self._buckets[resource] = _Bucket()
+        if resource in self._reserved:
+            if bucket is None:
+                bucket = self._buckets[resource] = _Bucket()
+            return bucket
+        if bucket is not None:
+            self._unreserved.move_to_end(resource)
+            return bucket
+        while len(self._unreserved) >= self.limits.max_resources:
+            oldest, _ = self._unreserved.popitem(last=False)
+            self._evict(oldest)
+        self._unreserved[resource] = None
+        bucket = self._buckets[resource] = _Bucket()
         return bucket
+
+    def _evict(self, resource: str) -> None:
+        """Forget a bucket, counting what it held (and had dropped) in the overall dropped
+        counts. Call with the lock held."""
+        bucket = self._buckets.pop(resource, None)
+        if bucket is None:
+            return
+        held = {
+            "console": len(bucket.console),
+            "logs": len(bucket.logs),
+            "spans": len(bucket.spans),
+            "metrics": len(bucket.metrics),
+        }
+        for kind in KINDS:
+            self._overflow[kind] += held[kind] + bucket.dropped[kind]
+        for span in bucket.spans:
+            self._forget_span(bucket, span)
 
     # -- console --------------------------------------------------------------------------------
     def add_console_line(
         self, resource: str, stream: str, text: str, timestamp: float | None = None
     ) -> ConsoleLine:
-        """Keep one console line of ``resource`` (``seq`` 0 when over ``max_resources``)."""
+        """Keep one console line of ``resource`` (masked again when the store masks: harmless,
+        and no caller can forget it)."""
+        if self._mask is not None:
+            text = self._mask(text)
         text = _cut(text, self._body_length)
         when = time.time() if timestamp is None else timestamp
         with self._changed:
-            bucket = self._bucket(resource, "console")
-            if bucket is None:
-                return ConsoleLine(resource, 0, when, stream, text)
+            bucket = self._bucket(resource)
             line = ConsoleLine(resource, self._next_seq(), when, stream, text)
             _push(bucket.console, line, self.limits.console_lines, bucket, "console")
             self._bump()
@@ -199,79 +251,135 @@ class TelemetryStore:
 
     # -- telemetry ------------------------------------------------------------------------------
     def add_spans(self, spans: Iterable[Span]) -> int:
-        """Keep finished spans; return how many were kept (not over ``max_resources``)."""
-        kept = 0
+        """Keep finished spans (masked and capped); return how many were kept."""
+        prepared = [(span, self._span_changes(span)) for span in spans]  # outside the lock
+        limit = self.limits.spans
         with self._changed:
-            for span in spans:
-                bucket = self._bucket(span.resource, "spans")
-                if bucket is None:
-                    continue
-                span = self._capped_span(span)
+            for raw, changes in prepared:
+                bucket = self._bucket(raw.resource)
+                span = attrs.evolve(raw, seq=self._next_seq(), **changes)
                 bucket.spans.append(span)
                 self._traces.setdefault(span.trace_id, {})[span.seq] = span
                 bucket.trace_counts[span.trace_id] = bucket.trace_counts.get(span.trace_id, 0) + 1
                 self._summaries.pop(span.trace_id, None)
-                if len(bucket.spans) > self.limits.spans:
+                if len(bucket.spans) > limit:
                     self._forget_span(bucket, bucket.spans.popleft())
                     bucket.dropped["spans"] += 1
-                kept += 1
-            if kept:
+            if prepared:
                 self._bump()
-        return kept
+        return len(prepared)
 
     def add_log_records(self, records: Iterable[LogRecord]) -> int:
-        """Keep log records; return how many were kept (not over ``max_resources``)."""
-        kept = 0
-        limits = self.limits
+        """Keep log records (masked and capped); return how many were kept."""
+        prepared = [(record, self._record_changes(record)) for record in records]
+        limit = self.limits.log_records
         with self._changed:
-            for record in records:
-                bucket = self._bucket(record.resource, "logs")
-                if bucket is None:
-                    continue
-                record = attrs.evolve(
-                    record,
-                    seq=self._next_seq(),
-                    body=_cut(record.body, self._body_length),
-                    attributes=_cap(record.attributes, limits),
-                )
-                _push(bucket.logs, record, limits.log_records, bucket, "logs")
-                kept += 1
-            if kept:
+            for raw, changes in prepared:
+                bucket = self._bucket(raw.resource)
+                record = attrs.evolve(raw, seq=self._next_seq(), **changes)
+                _push(bucket.logs, record, limit, bucket, "logs")
+            if prepared:
                 self._bump()
-        return kept
+        return len(prepared)
 
     def add_metric_points(self, points: Iterable[MetricPoint]) -> int:
-        """Keep metric points; return how many were kept (not over ``max_resources``)."""
-        kept = 0
-        limits = self.limits
+        """Keep metric points (masked and capped); return how many were kept."""
+        prepared = [(point, self._point_changes(point)) for point in points]
+        limit = self.limits.metric_points
         with self._changed:
-            for point in points:
-                bucket = self._bucket(point.resource, "metrics")
-                if bucket is None:
-                    continue
-                point = attrs.evolve(
-                    point, seq=self._next_seq(), attributes=_cap(point.attributes, limits)
-                )
-                _push(bucket.metrics, point, limits.metric_points, bucket, "metrics")
-                kept += 1
-            if kept:
+            for raw, changes in prepared:
+                bucket = self._bucket(raw.resource)
+                point = attrs.evolve(raw, seq=self._next_seq(), **changes)
+                _push(bucket.metrics, point, limit, bucket, "metrics")
+            if prepared:
                 self._bump()
-        return kept
+        return len(prepared)
 
-    def _capped_span(self, span: Span) -> Span:
-        """``span`` with its seq set and its (and its events') attributes capped."""
+    # -- masking and caps (no lock needed) --------------------------------------------------------
+    def _leaks(self, texts: Iterable[str]) -> bool:
+        """Whether masking would change any of ``texts``: one pass of the masker over them
+        joined, so the common case (no secret in an item) costs one call per item."""
+        if self._mask is None:
+            return False
+        joined = "\x00".join(texts)
+        masked = self._mask(joined)
+        return masked is not joined and masked != joined
+
+    def _span_changes(self, span: Span) -> dict[str, Any]:
+        """The fields of ``span`` to replace so it is masked (first, so no cut leaves the start
+        of a secret) and within the caps."""
+        mask = self._mask
+        if mask is not None and self._leaks(_span_texts(span)):
+            span = Span(
+                span.resource,
+                span.trace_id,
+                span.span_id,
+                span.parent_span_id,
+                mask(span.name),
+                span.kind,
+                span.start_ns,
+                span.end_ns,
+                span.status,
+                mask(span.status_message),
+                _masked(span.attributes, mask),
+                tuple(
+                    SpanEvent(mask(e.name), e.timestamp_ns, _masked(e.attributes, mask))
+                    for e in span.events
+                ),
+                mask(span.scope),
+                mask(span.instance_id),
+            )
         limits = self.limits
         events = span.events
         if events:
             events = tuple(
                 e
-                if _within(e.attributes, limits)
-                else SpanEvent(e.name, e.timestamp_ns, _cap(e.attributes, limits))
+                if len(e.name) <= MAX_NAME and _within(e.attributes, limits)
+                else SpanEvent(_cut(e.name, MAX_NAME), e.timestamp_ns, _cap(e.attributes, limits))
                 for e in events
             )
-        return attrs.evolve(
-            span, seq=self._next_seq(), attributes=_cap(span.attributes, limits), events=events
-        )
+        return {
+            "name": _cut(span.name, MAX_NAME),
+            "status_message": _cut(span.status_message, self._body_length),
+            "attributes": _cap(span.attributes, limits),
+            "events": events,
+            "scope": _cut(span.scope, MAX_NAME),
+            "instance_id": _cut(span.instance_id, MAX_NAME),
+        }
+
+    def _record_changes(self, record: LogRecord) -> dict[str, Any]:
+        """The fields of ``record`` to replace so it is masked and within the caps."""
+        body, severity, pairs = record.body, record.severity_text, record.attributes
+        scope, instance = record.scope, record.instance_id
+        mask = self._mask
+        if mask is not None and self._leaks((body, severity, scope, instance, *_flat(pairs))):
+            body, severity, pairs = mask(body), mask(severity), _masked(pairs, mask)
+            scope, instance = mask(scope), mask(instance)
+        return {
+            "body": _cut(body, self._body_length),
+            "severity_text": _cut(severity, MAX_NAME),
+            "attributes": _cap(pairs, self.limits),
+            "scope": _cut(scope, MAX_NAME),
+            "instance_id": _cut(instance, MAX_NAME),
+        }
+
+    def _point_changes(self, point: MetricPoint) -> dict[str, Any]:
+        """The fields of ``point`` to replace so it is masked and within the caps."""
+        texts = [point.meter, point.instrument, point.unit, point.description, point.instance_id]
+        pairs = point.attributes
+        mask = self._mask
+        if mask is not None and self._leaks((*texts, *_flat(pairs))):
+            texts = [mask(t) for t in texts]
+            pairs = _masked(pairs, mask)
+        meter, instrument, unit, description, instance = (_cut(t, MAX_NAME) for t in texts)
+        return {
+            "meter": meter,
+            "instrument": instrument,
+            "unit": unit,
+            "description": description,
+            "instance_id": instance,
+            "attributes": _cap(pairs, self.limits),
+        }
 
     def _forget_span(self, bucket: _Bucket, span: Span) -> None:
         """Drop an evicted span from the traces index; a trace with no span left disappears."""
@@ -370,7 +478,7 @@ class TelemetryStore:
 
     def dropped(self, kind: str, resource: str | None = None) -> int:
         """How many entries of ``kind`` (console|logs|spans|metrics) were dropped for one
-        resource, or in all (including those of resources beyond ``max_resources``)."""
+        resource, or in all (including what evicted buckets held and had dropped)."""
         if kind not in KINDS:
             raise ValueError(f"unknown kind {kind!r}; use one of {', '.join(KINDS)}")
         with self._changed:
@@ -389,14 +497,16 @@ class TelemetryStore:
 
     def clear(self, resource: str | None = None) -> None:
         """Forget the data (and dropped counts) of one resource, or of all; seq numbers keep
-        growing, so readers' ``after`` stays valid."""
+        growing, so readers' ``after`` stays valid, and reserved names stay reserved."""
         with self._changed:
             if resource is None:
                 self._buckets.clear()
+                self._unreserved.clear()
                 self._traces.clear()
                 self._summaries.clear()
                 self._overflow = dict.fromkeys(KINDS, 0)
             else:
+                self._unreserved.pop(resource, None)
                 bucket = self._buckets.pop(resource, None)
                 if bucket is None:
                     return
@@ -464,15 +574,42 @@ def _within(attributes: Attributes, limits: Limits) -> bool:
     if len(attributes) > limits.max_attributes:
         return False
     longest = limits.max_attribute_length
-    return all(len(v) <= longest for _, v in attributes)
+    return all(len(v) <= longest and len(k) <= MAX_NAME for k, v in attributes)
 
 
 def _cap(attributes: Attributes, limits: Limits) -> Attributes:
-    """``attributes`` within the caps: the first ``max_attributes`` kept, long values cut."""
+    """``attributes`` within the caps: the first ``max_attributes`` kept, long keys and
+    values cut."""
     if _within(attributes, limits):
         return attributes
     longest = limits.max_attribute_length
-    return tuple((k, _cut(v, longest)) for k, v in attributes[: limits.max_attributes])
+    return tuple(
+        (_cut(k, MAX_NAME), _cut(v, longest)) for k, v in attributes[: limits.max_attributes]
+    )
+
+
+def _flat(attributes: Attributes) -> Iterator[str]:
+    """The keys and values of ``attributes``, in one sequence."""
+    for key, value in attributes:
+        yield key
+        yield value
+
+
+def _masked(attributes: Attributes, mask: Callable[[str], str]) -> Attributes:
+    """``attributes`` with ``mask`` applied to every key and value."""
+    return tuple((mask(k), mask(v)) for k, v in attributes)
+
+
+def _span_texts(span: Span) -> Iterator[str]:
+    """Every text of a span that masking covers."""
+    yield span.name
+    yield span.status_message
+    yield span.scope
+    yield span.instance_id
+    yield from _flat(span.attributes)
+    for event in span.events:
+        yield event.name
+        yield from _flat(event.attributes)
 
 
 def _contains(record: LogRecord, needle: str) -> bool:

@@ -356,13 +356,16 @@ def test_spec_style_metrics_json_gives_values_means_and_counts() -> None:
 
 
 def test_a_resource_without_service_name_is_unknown_service() -> None:
-    body = b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "01", "spanId": "02"}]}]}]}'
+    body = (
+        '{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "' + "01" * 16 + '", '
+        '"spanId": "' + "02" * 8 + '"}]}]}]}'
+    ).encode()
 
     [span] = decode_traces(body, JSON)
 
     assert (span.resource, span.trace_id, span.kind, span.status) == (
         "unknown_service",
-        "01",
+        "01" * 16,
         "Unspecified",
         "Unset",
     )

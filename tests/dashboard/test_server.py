@@ -10,7 +10,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import httpx
 import pytest
@@ -24,6 +24,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from apphost_sdk.dashboard.server import DashboardServer
+from apphost_sdk.telemetry.models import Span
 from apphost_sdk.telemetry.otlp import MAX_BODY
 from apphost_sdk.telemetry.store import Limits, TelemetryStore
 
@@ -104,6 +105,14 @@ def test_resources_page_dom_contract(client: httpx.Client) -> None:
     for name in ("api", "cache"):
         assert f'<g class="node" data-resource="{name}"' in html
     assert "references" in html and "waits for (healthy)" in html
+
+
+def test_resources_page_start_times_have_milliseconds(client: httpx.Client) -> None:
+    """A restart within the same second changes the page: the ``datetime`` has milliseconds."""
+    stamps = re.findall(r'<time datetime="([^"]+)">', client.get("/").text)
+    assert len(stamps) == 2
+    for stamp in stamps:
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d", stamp), stamp
 
 
 def test_resources_page_shows_state_health_reason_and_exit(
@@ -287,6 +296,74 @@ def test_otlp_refuses_bad_types_bodies_and_sizes(dashboard: Dashboard) -> None:
     assert dashboard.store.version == 0
 
 
+def test_unsupported_encodings_are_refused_before_the_body(dashboard: Dashboard) -> None:
+    headers = {
+        "x-otlp-api-key": dashboard.api_key,
+        "content-type": "application/x-protobuf",
+        "content-encoding": "br",
+    }
+    response = httpx.post(f"{dashboard.otlp}/v1/traces", content=b"x", headers=headers)
+    assert response.status_code == 415
+    assert "gzip" in response.text
+    bomb = gzip.compress(b"\x00" * (MAX_BODY + 1))
+    response = httpx.post(
+        f"{dashboard.otlp}/v1/traces",
+        content=bomb,
+        headers={**headers, "content-encoding": "gzip"},
+    )
+    assert response.status_code == 400
+    assert dashboard.store.version == 0
+
+
+class _GatedStore(TelemetryStore):
+    """A real store whose ``add_spans`` waits for a gate: it stands in for a slow decode of a
+    large request, so the test can see whether it holds up the receiver's event loop."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+
+    def add_spans(self, spans: Iterable[Span]) -> int:
+        self.entered.set()
+        assert self.gate.wait(20), "the test never opened the gate"
+        return super().add_spans(spans)
+
+
+def test_otlp_decoding_does_not_stall_other_requests() -> None:
+    """While one export is being decoded and stored (held at the gate), other exporters and
+    the UI are answered: decoding runs on a worker thread, not the receiver's event loop."""
+    store = _GatedStore()
+    key = secrets.token_hex(16)
+    server = DashboardServer(FakeSource(), store, token=secrets.token_hex(16), otlp_api_key=key)
+    server.start()
+    results: list[str] = []
+    try:
+        assert server.wait_started(10)
+        dashboard = Dashboard(server, FakeSource(), store, "", key)
+        slow = threading.Thread(target=lambda: results.append(_send_trace(dashboard)))
+        slow.start()
+        assert store.entered.wait(10), "the trace export never reached the store"
+        with httpx.Client(base_url=server.otlp_url, timeout=5) as otlp:
+            assert otlp.get("/", headers={"x-otlp-api-key": key}).status_code == 404
+        exporter = OTLPLogExporter(
+            endpoint=f"{server.otlp_url}/v1/logs", headers={"x-otlp-api-key": key}, timeout=5
+        )
+        provider = LoggerProvider(resource=Resource.create({"service.name": "worker"}))
+        provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+        provider.get_logger("tests").emit(body="while the trace waits")
+        provider.shutdown()
+        assert store.log_records("worker").items, "the log export waited for the trace"
+        assert httpx.get(f"{server.ui_url}/health", timeout=5).status_code == 200
+        assert not results, "the trace export finished before its gate opened"
+        store.gate.set()
+        slow.join(10)
+        assert len(results) == 1 and len(store.trace(results[0])) == 2
+    finally:
+        store.gate.set()
+        server.stop()
+
+
 def test_oversized_body_is_refused_from_its_length_without_reading_it(
     dashboard: Dashboard,
 ) -> None:
@@ -434,9 +511,10 @@ def test_bind_gives_ports_at_once_and_never_all_interfaces() -> None:
     server.bind()
     try:
         assert server.ui_port != server.otlp_port
-        assert server.ui_url == f"http://localhost:{server.ui_port}"
+        # 127.0.0.1, the address bound: `localhost` may resolve to ::1 first.
+        assert server.ui_url == f"http://127.0.0.1:{server.ui_port}"
         assert server.login_url.startswith(f"{server.ui_url}/login?t=")
-        assert server.otlp_url == f"http://localhost:{server.otlp_port}"
+        assert server.otlp_url == f"http://127.0.0.1:{server.otlp_port}"
     finally:
         server.stop()
     wide = DashboardServer(

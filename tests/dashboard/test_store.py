@@ -10,6 +10,7 @@ import attrs
 import pytest
 
 from apphost_sdk.errors import ConfigurationError
+from apphost_sdk.masking import SecretMasker
 from apphost_sdk.telemetry.models import (
     ConsoleLine,
     LogRecord,
@@ -18,7 +19,7 @@ from apphost_sdk.telemetry.models import (
     Span,
     SpanEvent,
 )
-from apphost_sdk.telemetry.store import Limits, TelemetryStore
+from apphost_sdk.telemetry.store import MAX_NAME, Limits, TelemetryStore
 
 
 def span(
@@ -83,23 +84,76 @@ def test_a_chatty_resource_never_evicts_another_resources_data() -> None:
     assert store.resource_names() == ["chatty", "quiet"]
 
 
-def test_resources_beyond_max_resources_are_dropped_and_counted() -> None:
+def test_names_beyond_max_resources_evict_the_least_recently_used_bucket() -> None:
     store = TelemetryStore(Limits(max_resources=2))
     store.add_console_line("a", "stdout", "x")
-    assert (
-        store.add_spans([span("b", "t1", "s1"), span("c", "t2", "s2"), span("b", "t3", "s3")]) == 2
-    )
+    store.add_spans([span("b", "t1", "s1"), span("b", "t2", "s2")])
+    store.add_log_records([log("a", "a is used again")])  # b is now the least recently used
 
-    line = store.add_console_line("d", "stderr", "lost")
-    assert store.add_log_records([log("e", "lost")]) == 0
-    assert store.add_metric_points([point("e", "lost", 1)]) == 0
+    assert store.add_spans([span("c", "t3", "s3")]) == 1  # the newcomer is kept, b goes
 
-    assert store.resource_names() == ["a", "b"]
-    assert line.seq == 0
-    assert store.console_lines().items == (store.console_lines("a").items)
-    assert [store.dropped(k) for k in ("console", "logs", "spans", "metrics")] == [1, 1, 1, 1]
-    assert store.dropped("spans", "c") == 0
-    assert [t.trace_id for t in store.traces()] == ["t3", "t1"]
+    assert store.resource_names() == ["a", "c"]
+    assert [t.trace_id for t in store.traces()] == ["t3"]
+    assert store.trace("t1") == [] and store.dropped("spans") == 2
+    assert store.dropped("spans", "b") == 0  # b is gone: its drops count under no resource
+
+    line = store.add_console_line("d", "stderr", "never lost")  # evicts a (1 line, 1 record)
+    assert line.seq > 0
+    assert texts(store.console_lines("d")) == ["never lost"]
+    assert store.resource_names() == ["c", "d"]
+    assert [store.dropped(k) for k in ("console", "logs", "spans", "metrics")] == [1, 1, 2, 0]
+
+
+def test_an_evicted_buckets_own_drops_stay_counted() -> None:
+    store = TelemetryStore(Limits(max_resources=1, console_lines=2))
+    for i in range(5):
+        store.add_console_line("a", "stdout", f"line {i}")
+    assert store.dropped("console") == 3
+
+    store.add_console_line("b", "stdout", "evicts a")
+
+    assert store.dropped("console") == 5  # 3 dropped earlier + the 2 a still held
+    assert store.console_lines().dropped == 5
+
+
+def test_reserved_names_always_get_buckets_outside_max_resources() -> None:
+    store = TelemetryStore(Limits(max_resources=1))
+    store.reserve(["api", "cache"])
+    for i in range(50):  # a sender making up service names
+        store.add_spans([span(f"spoof{i}", f"t{i}", f"s{i}")])
+    store.add_console_line("api", "stdout", "api is up")
+    store.add_spans([span("cache", "tc", "c1")])
+    for i in range(50, 60):
+        store.add_spans([span(f"spoof{i}", f"t{i}", f"s{i}")])
+
+    assert store.resource_names() == ["api", "cache", "spoof59"]
+    assert texts(store.console_lines("api")) == ["api is up"]
+    assert [t.trace_id for t in store.traces("cache")] == ["tc"]
+    assert store.dropped("spans") == 59
+
+
+def test_reserving_a_name_already_in_use_takes_it_out_of_the_lru() -> None:
+    store = TelemetryStore(Limits(max_resources=1))
+    store.add_console_line("api", "stdout", "early line")  # before reserve: an OTLP-like name
+    store.reserve(["api"])
+
+    store.add_console_line("other", "stdout", "x")
+    store.add_console_line("another", "stdout", "y")
+
+    assert texts(store.console_lines("api")) == ["early line"]
+    assert store.resource_names() == ["another", "api"]
+
+
+def test_a_cleared_name_frees_its_place_in_max_resources() -> None:
+    store = TelemetryStore(Limits(max_resources=2))
+    store.add_console_line("a", "stdout", "x")
+    store.add_console_line("b", "stdout", "y")
+    store.clear("a")
+
+    store.add_console_line("c", "stdout", "z")  # room was freed: b stays
+
+    assert store.resource_names() == ["b", "c"]
+    assert store.dropped("console") == 0
 
 
 def test_attribute_count_and_length_are_capped_on_add() -> None:
@@ -126,6 +180,121 @@ def test_attributes_within_the_caps_are_kept_as_they_are() -> None:
     store.add_spans([span("api", "t", "s", attributes=pairs)])
 
     assert store.trace("t")[0].attributes is pairs
+
+
+# -- masking ------------------------------------------------------------------------------------
+SECRET = "hunter2-Pa55word"
+
+
+def masked_store(**limits: int) -> TelemetryStore:
+    return TelemetryStore(Limits(**limits), mask=SecretMasker([SECRET]).mask)
+
+
+def test_every_text_of_a_span_is_masked() -> None:
+    store = masked_store()
+    event = SpanEvent(f"retry {SECRET}", 1, ((f"k{SECRET}", f"pw={SECRET}"),))
+    leaky = Span(
+        "api",
+        "t",
+        "s",
+        "",
+        f"GET /login?p={SECRET}",
+        "Server",
+        0,
+        1,
+        "Error",
+        f"auth failed for {SECRET}",
+        (("db.password", SECRET), (SECRET, "as a key")),
+        (event,),
+        f"scope-{SECRET}",
+        f"api-{SECRET}",
+    )
+    store.add_spans([leaky])
+
+    [kept] = store.trace("t")
+    assert SECRET not in repr(kept)
+    assert kept.name == "GET /login?p=***"
+    assert kept.status_message == "auth failed for ***"
+    assert kept.attributes == (("db.password", "***"), ("***", "as a key"))
+    assert kept.events == (SpanEvent("retry ***", 1, (("k***", "pw=***"),)),)
+    assert (kept.scope, kept.instance_id) == ("scope-***", "api-***")
+    assert SECRET not in repr(store.traces())
+
+
+def test_every_text_of_log_records_metric_points_and_console_lines_is_masked() -> None:
+    store = masked_store()
+    store.add_log_records(
+        [
+            LogRecord(
+                "api",
+                0,
+                17,
+                f"ERROR {SECRET}",
+                f"connecting with {SECRET}",
+                ((f"x.{SECRET}", SECRET),),
+                scope=f"lib {SECRET}",
+            )
+        ]
+    )
+    store.add_metric_points(
+        [
+            MetricPoint(
+                "api",
+                f"m {SECRET}",
+                f"i {SECRET}",
+                f"u {SECRET}",
+                f"d {SECRET}",
+                "Sum",
+                0,
+                1.0,
+                (("conn", f"redis://:{SECRET}@cache"),),
+                instance_id=SECRET,
+            )
+        ]
+    )
+    line = store.add_console_line("api", "stdout", f"password is {SECRET}")
+
+    [record] = store.log_records().items
+    assert isinstance(record, LogRecord)
+    assert (record.body, record.severity_text) == ("connecting with ***", "ERROR ***")
+    assert (record.attributes, record.scope) == ((("x.***", "***"),), "lib ***")
+    [instrument] = store.instruments()
+    [point_kept] = instrument.points
+    assert (point_kept.meter, point_kept.instrument, point_kept.unit) == ("m ***", "i ***", "u ***")
+    assert point_kept.description == "d ***" and point_kept.instance_id == "***"
+    assert point_kept.attributes == (("conn", "redis://:***@cache"),)
+    assert line.text == "password is ***"
+    assert SECRET not in repr(store.console_lines()) + repr(store.log_records())
+    assert SECRET not in repr(store.instruments())
+
+
+def test_masking_comes_before_cutting_so_no_start_of_a_secret_is_left() -> None:
+    store = masked_store(max_attribute_length=20)
+    value = "x" * 10 + SECRET  # 26 characters: a cut at 20 would keep "hunter2-P"
+    store.add_spans([span("api", "t", "s", attributes=(("v", value),))])
+    store.add_log_records([log("api", "y" * 310 + SECRET)])  # bodies are cut at 16 x 20
+
+    assert store.trace("t")[0].attributes == (("v", "x" * 10 + "***"),)
+    [record] = store.log_records().items
+    assert isinstance(record, LogRecord) and record.body == "y" * 310 + "***"
+
+
+def test_items_without_secrets_are_kept_as_they_are_when_masking() -> None:
+    store = masked_store()
+    pairs = (("http.route", "/items"),)
+    store.add_spans([span("api", "t", "s", attributes=pairs)])
+
+    assert store.trace("t")[0].attributes is pairs
+
+
+def test_long_names_are_cut_in_the_store() -> None:
+    store = TelemetryStore()
+    long = "n" * 1_000
+    store.add_spans([span("api", "t", "s", name=long, attributes=((long, "v"),))])
+
+    [kept] = store.trace("t")
+    assert len(kept.name) == MAX_NAME and kept.name.endswith("…")
+    assert len(kept.attributes[0][0]) == MAX_NAME
 
 
 # -- order and paging ---------------------------------------------------------------------------

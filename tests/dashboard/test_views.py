@@ -13,7 +13,7 @@ import attrs
 import pytest
 from attrs import Factory
 
-from apphost_sdk.dashboard import charts, graph, telemetry_views
+from apphost_sdk.dashboard import charts, graph, pages, telemetry_views
 from apphost_sdk.dashboard.source import RelationView, ResourceView
 from apphost_sdk.telemetry.models import LogRecord, MetricPoint, Span, SpanEvent
 from apphost_sdk.telemetry.store import Limits, TelemetryStore
@@ -385,6 +385,75 @@ def test_structured_logs_resource_filter_keeps_the_other_filters(store: Telemetr
     assert dom.find("input", name="q").attrs["value"] == "slow c"
     rows = dom.find("table", id="logs").find_all("tr", cls="log")
     assert [r.attrs["data-resource"] for r in rows] == ["api"]
+
+
+def _many_resources(count: int, long_every: int | None = 10) -> TelemetryStore:
+    """A store with ``count`` resources (one span each), every ``long_every``-th named with 300
+    characters."""
+    s = TelemetryStore()
+    names = [
+        f"r{n:03d}" + ("x" * 296 if long_every and n % long_every == 0 else "")
+        for n in range(count)
+    ]
+    s.add_spans(
+        span(name, f"{n + 1:032x}", "1" * 16, "", "op", 0, MS) for n, name in enumerate(names)
+    )
+    return s
+
+
+def test_resource_filter_shows_at_most_50_links_with_names_cut_for_display() -> None:
+    s = _many_resources(80)
+    for html in (
+        telemetry_views.traces_html(s, None),
+        telemetry_views.metrics_html(s, None),
+        telemetry_views.structured_logs_html(s, None, None, None, None),
+    ):
+        nav = parse(html).find("nav", cls="resource-filter")
+        more = nav.find("details", cls="more-resources")
+        hidden = more.find_all("a")
+        links = [a for a in nav.find_all("a") if all(a is not h for h in hidden)]
+        assert len(links) == telemetry_views.MAX_FILTER_LINKS
+        assert len(hidden) == 80 + 1 - telemetry_views.MAX_FILTER_LINKS  # the rest, behind "more"
+        assert links[0].text == "All resources"
+        labels = [a.text for a in links[1:]]
+        assert max(len(label) for label in labels) == telemetry_views.MAX_NAME_CHARS
+        assert labels[0] == "r000" + "x" * 251 + "…"
+        assert links[1].attrs["href"].endswith("/resource/r000" + "x" * 296)  # the whole name
+
+
+def test_resource_filter_keeps_the_selected_one_and_lists_the_rest_as_more() -> None:
+    s = _many_resources(80, long_every=None)
+    names = s.resource_names()
+    chosen = telemetry_views.resource_filter(s, "/traces", "r079", {"q": "x"})
+    shown = list(chosen)
+    assert len(shown) == telemetry_views.MAX_FILTER_LINKS
+    assert [link.label for link in shown if link.selected] == ["r079"]
+    assert shown[-1].href == "/traces/resource/r079?q=x"
+    listed = [link.label for link in shown[1:]] + [link.label for link in chosen.more]
+    assert sorted(listed) == names  # every resource is reachable, once
+    assert all(not link.selected for link in chosen.more)
+    assert chosen.more[0].href == "/traces/resource/r048?q=x"
+    few = telemetry_views.resource_filter(_many_resources(3, None), "/metrics", None, {})
+    assert [link.label for link in few] == ["All resources", "r000", "r001", "r002"]
+    assert few.more == []
+
+
+def test_short_name_cuts_at_256_characters() -> None:
+    assert telemetry_views.short_name("a" * 256) == "a" * 256
+    assert telemetry_views.short_name("a" * 257) == "a" * 255 + "…"
+
+
+def test_start_times_show_a_restart_within_the_same_second() -> None:
+    """The ``datetime`` of the start time has milliseconds: two starts within one second
+    differ (the live swap shows the restart)."""
+    second = 1_700_000_000.0
+    before, after = (
+        pages.resources_content([attrs.evolve(resource("api"), started_at=second + fraction)])
+        for fraction in (0.125, 0.625)
+    )
+    stamps = [re.findall(r'<time datetime="([^"]+)">', html) for html in (before, after)]
+    assert stamps[0] != stamps[1]
+    assert ".125" in stamps[0][0] and ".625" in stamps[1][0]
 
 
 def test_structured_logs_unknown_level_says_which_to_use(store: TelemetryStore) -> None:

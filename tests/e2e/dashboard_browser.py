@@ -117,7 +117,7 @@ class RunningQuickStart:
     """What ``apphost start samples/quickstart/apphost.py --json --show-secrets`` printed."""
 
     status: dict[str, Any]
-    url: str  #: the dashboard, e.g. http://localhost:PORT
+    url: str  #: the dashboard, e.g. http://127.0.0.1:PORT
     login_url: str  #: the dashboard's login URL, token included
     api_url: str  #: the API's HTTP endpoint
     cache_password: str  #: the cache's generated password (a secret)

@@ -133,6 +133,9 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 
 if __name__ == "__main__":
     server = ThreadingHTTPServer(("127.0.0.1", PORT), Handler)
+    # server_close() then waits for requests in flight, so their spans end before host.close()
+    # flushes the telemetry.
+    server.daemon_threads = False
     signal.signal(signal.SIGTERM, _stop)
     print(f"listening on http://127.0.0.1:{PORT}", flush=True)
     try:
