@@ -37,8 +37,10 @@ class AppPhase(str, enum.Enum):
 class ResourceStatus:
     """One resource in the status file: its snapshot (JSON form: ``name``, ``kind``,
     ``state``, ``health``, ``healthReason`` (why it is not healthy, else null), ``endpoint``,
-    ``exitCode``, ``message``, ``runtime``) and what a reference to it injects, raw (the file
-    is 0600) and masked (safe to show)."""
+    ``exitCode``, ``message``, ``runtime``, ``stoppedByCommand`` (stopped by ``apphost
+    resource``/the dashboard, not a failure), ``heldBackBy`` (the stopped resources a Waiting
+    one waits for)) and what a reference to it injects, raw (the file is 0600) and masked (safe
+    to show)."""
 
     snapshot: Mapping[str, object]
     injects: Mapping[str, str] = attrs.field(factory=dict, repr=False)

@@ -166,11 +166,7 @@ def wait_ready(
     pending = [
         f"{r.get('name', '?')} ({r.get('state', '?')}, {r.get('health', '?')})"
         for r in (status or {}).get("resources", [])
-        if isinstance(r, dict)
-        and not (
-            r.get("state") == "Finished"
-            or (r.get("state") == "Running" and r.get("health") == "Healthy")
-        )
+        if isinstance(r, dict) and not resource_settled(r)
     ]
     return (
         False,
@@ -178,6 +174,17 @@ def wait_ready(
         f"not ready after {timeout:g} s; not healthy yet: {', '.join(pending) or 'unknown'} "
         "(stopped the app host; raise --timeout or fix the health check)",
     )
+
+
+def resource_settled(resource: dict[str, Any]) -> bool:
+    """Whether one resource of a status file needs nothing more for the app to be ready:
+    Running and Healthy, Finished, stopped by a command (``stoppedByCommand``), or held back
+    only by command-stopped resources (``heldBackBy``). A stopped resource never fails (nor
+    holds up) ``apphost start``."""
+    if resource.get("stoppedByCommand") or resource.get("heldBackBy"):
+        return True
+    state = resource.get("state")
+    return state == "Finished" or (state == "Running" and resource.get("health") == "Healthy")
 
 
 def stop_pid(pid: int, timeout: float, start_time: str = "") -> bool:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..control.client import ControlClient, ControlError, ControlUnavailable
-from ..control.protocol import SinceError, control_socket_path, parse_since
+from ..control.protocol import SEND_TIMEOUT, SinceError, control_socket_path, parse_since
 from ..errors import ApphostError
 from ..state import app_identity, running_status
 from .background import state_dir_for
@@ -79,6 +79,14 @@ def cmd_logs(app_host: Path, ns: argparse.Namespace) -> int:
         sys.stdout.flush()
     except BrokenPipeError:
         _silence_stdout()
+    if ns.follow and running_status(state_dir_for(app_host)) is not None:
+        # The app host runs on but closed this follow: it drops a reader that falls behind.
+        print(
+            "apphost logs: the app host dropped this follow (output not read for "
+            f"{SEND_TIMEOUT:g} s); run it again",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -156,20 +156,29 @@ def _public_status(status: dict[str, Any], show_secrets: bool) -> dict[str, Any]
     }
 
 
-def _print_table(status: dict[str, Any]) -> None:
+def _print_table(status: dict[str, Any], show_secrets: bool = False) -> None:
+    """One app host's status as text; the dashboard's URL, or with ``show_secrets`` its login
+    URL with the token (the one the background log points users to)."""
     header = f"{status.get('app')} (pid {status.get('pid')}, {status.get('phase')})"
     print(f"{header}: {status.get('appHost')}")
     dashboard = status.get("dashboard")
-    if isinstance(dashboard, dict) and dashboard.get("url"):
-        print(f"  dashboard: {dashboard['url']}")
+    if isinstance(dashboard, dict):
+        url = dashboard.get("loginUrl") if show_secrets else None
+        url = url or dashboard.get("url")
+        if url:
+            print(f"  dashboard: {url}")
     for r in status.get("resources", []):
         if not isinstance(r, dict):
             continue
         health = r.get("health") if r.get("health") != "Unknown" else ""
+        why = r.get("healthReason")
+        if r.get("heldBackBy"):  # "held back: cache was stopped" (masked by the app host)
+            why = r.get("message") or why
+        elif r.get("stoppedByCommand"):
+            why = "stopped by a command"
         print(
             f"  {r.get('name', '?'):<20} {r.get('kind', ''):<14} {r.get('state', '?'):<14} "
-            f"{health or '':<10} {r.get('endpoint') or ''}"
-            + (f"  ({r['healthReason']})" if r.get("healthReason") else "")
+            f"{health or '':<10} {r.get('endpoint') or ''}" + (f"  ({why})" if why else "")
         )
 
 
@@ -260,7 +269,7 @@ def cmd_status(ns: argparse.Namespace, rest: list[str]) -> int:
         print("no app host is running")
     else:
         for s in statuses:
-            _print_table(s)
+            _print_table(s, ns.show_secrets)
     return 0
 
 

@@ -65,7 +65,8 @@ class ControlClient:
         self, resource: str | None = None, *, follow: bool = False, since: float | None = None
     ) -> Iterator[dict[str, Any]]:
         """The answers of a logs request (resources, dropped notices, lines), until its end;
-        a followed log ends when the app host stops."""
+        a followed log ends when the app host closes the connection: it stopped, or it dropped
+        this client for not reading (the caller tells which from the app's status)."""
         with self._connect() as sock:
             sock.settimeout(None if follow else READ_TIMEOUT)
             with self._request(sock, LogsRequest(resource, follow, since).to_json()) as reader:
@@ -73,7 +74,7 @@ class ControlClient:
                     answer = self._next(reader, "the logs")
                     if answer is None:
                         if follow:
-                            return  # the app host stopped
+                            return  # the app host stopped, or dropped this follow
                         raise ControlError("the app host closed the connection before the end")
                     if "error" in answer:
                         raise ControlError(str(answer["error"]))
@@ -124,6 +125,8 @@ class ControlClient:
             line = reader.readline()
         except TimeoutError:
             raise ControlError(f"the app host did not send {what} in time") from None
+        except ConnectionResetError:
+            return None  # the app host closed its end (it stopped, or dropped this client)
         except OSError as exc:
             raise ControlError(f"the connection to the app host broke: {exc}") from None
         if not line:

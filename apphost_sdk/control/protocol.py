@@ -16,6 +16,7 @@ Also here: the socket path rule and ``--since`` parsing, shared by the server an
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import os
 import re
@@ -30,6 +31,11 @@ SOCKET_NAME = "control.sock"
 #: Unix socket paths longer than this (bytes) cannot be bound on every platform (108 on Linux,
 #: 104 on macOS): such a state folder gets a socket under ``/tmp`` instead.
 MAX_SOCKET_PATH = 100
+#: How many hex digits of the state folder's hash a socket under ``/tmp`` has in its name.
+FOLDER_HASH_CHARS = 12
+#: A client that has not read for this long (seconds) while answers wait is dropped by the
+#: app host (``ControlServer``'s default; ``apphost logs -f`` names it when it happens).
+SEND_TIMEOUT = 5.0
 #: The longest request line the server reads; anything longer is refused.
 MAX_REQUEST_BYTES = 64 * 1024
 #: The commands a resource has (as ``dashboard.source.COMMANDS``).
@@ -46,11 +52,15 @@ class SinceError(ValueError):
 
 def control_socket_path(state_dir: Path, app_id: str) -> Path:
     """Where the app host of ``app_id`` listens: ``state_dir/control.sock``, or, when that is
-    too long for a Unix socket, ``/tmp/apphost-{uid}/{app_id}.sock`` (the folder is 0700)."""
+    too long for a Unix socket, ``/tmp/apphost-{uid}/{app_id}-{hash}.sock`` (the folder is
+    0700). ``hash`` names the resolved state folder, so the same app run with two long
+    ``APPHOST_STATE_DIR`` values gets two sockets, never one shared."""
     path = Path(state_dir).absolute() / SOCKET_NAME
     if len(os.fsencode(str(path))) <= MAX_SOCKET_PATH:
         return path
-    return fallback_socket_dir() / f"{app_id}.sock"
+    resolved = os.fsencode(str(Path(state_dir).expanduser().resolve()))
+    digest = hashlib.sha256(resolved).hexdigest()[:FOLDER_HASH_CHARS]
+    return fallback_socket_dir() / f"{app_id}-{digest}.sock"
 
 
 def fallback_socket_dir() -> Path:

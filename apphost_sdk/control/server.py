@@ -20,12 +20,15 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 from ..dashboard.source import DashboardSource
 from ..telemetry.models import ConsoleLine
 from ..telemetry.store import TelemetryStore
 from .protocol import (
     END,
     MAX_REQUEST_BYTES,
+    SEND_TIMEOUT,
     CommandRequest,
     LogsRequest,
     ProtocolError,
@@ -40,10 +43,8 @@ from .protocol import (
     resources_answer,
 )
 
-__all__ = ["ControlServer", "control_socket_path"]
+__all__ = ["SEND_TIMEOUT", "ControlServer", "control_socket_path"]
 
-#: A client that has not read for this long (seconds) while answers wait is dropped.
-SEND_TIMEOUT = 5.0
 #: At most this many clients at once; more are answered with an error and closed.
 MAX_CONNECTIONS = 32
 #: How often a followed log looks whether its client left or the server stops (seconds).
@@ -181,21 +182,24 @@ class ControlServer:
 
     def _command(self, request: CommandRequest) -> dict[str, Any]:
         names = self._resource_names()
-        if request.resource not in names:
+        name = _match(request.resource, names)
+        if name is None:
             return command_answer(False, _unknown(request.resource, names))
         try:
-            result = self.source.execute(request.resource, request.command)
+            result = self.source.execute(name, request.command)
         except Exception as exc:
-            return command_answer(False, f"{request.command} {request.resource} failed: {exc}")
+            return command_answer(False, f"{request.command} {name} failed: {exc}")
         return command_answer(result.ok, result.message)
 
     def _logs(self, conn: socket.socket, request: LogsRequest) -> None:
         """The backlog (``since`` on), its dropped notices, then, when following, each new
         line until the client closes or the server stops."""
         names = self._resource_names()
-        if request.resource is not None and request.resource not in names:
+        resource = None if request.resource is None else _match(request.resource, names)
+        if request.resource is not None and resource is None:
             _send(conn, [error_answer(_unknown(request.resource, names))])
             return
+        request = attrs.evolve(request, resource=resource)
         store = self.store
         version = store.version
         page = store.console_lines(request.resource, since=request.since)
@@ -224,6 +228,15 @@ class ControlServer:
 def _line(item: object) -> dict[str, Any]:
     assert isinstance(item, ConsoleLine)
     return line_answer(item.resource, item.stream, item.timestamp, item.text)
+
+
+def _match(name: str, names: list[str]) -> str | None:
+    """The resource ``name`` stands for: names are case-insensitive, as everywhere in the
+    app host (``Orchestrator.record``); an exact match wins over a case-folded one."""
+    if name in names:
+        return name
+    folded = name.casefold()
+    return next((n for n in names if n.casefold() == folded), None)
 
 
 def _unknown(name: str, names: list[str]) -> str:

@@ -6,6 +6,7 @@ and on the event loop it would stall every other exporter (and the UI's answers)
 
 from __future__ import annotations
 
+import threading
 import zlib
 from collections.abc import Sequence
 
@@ -29,6 +30,8 @@ class OtlpReceiver:
     def __init__(self, store: TelemetryStore, api_key: str) -> None:
         self.store = store
         self.api_key = api_key
+        #: At most two requests decode at once: a 4 MiB JSON body briefly takes ~100 MB.
+        self._decoding = threading.BoundedSemaphore(2)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -70,7 +73,9 @@ class OtlpReceiver:
         """Inflate, decode and store one request (on a worker thread: CPU-bound work)."""
         if encoding == "gzip":
             body = _inflate(body)
-        self._keep(signal, otlp.decode(signal, body, content_type))
+        with self._decoding:  # bounds the transient parse memory of concurrent requests
+            items = otlp.decode(signal, body, content_type, limits=self.store.limits)
+        self._keep(signal, items)
 
     def _keep(self, signal: str, items: Sequence[Span | LogRecord | MetricPoint]) -> None:
         if signal == "traces":

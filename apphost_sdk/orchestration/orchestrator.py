@@ -105,8 +105,18 @@ STARTABLE = (
     State.NOT_STARTED,
     State.WAITING,
 )
-#: The states a stop command stops.
-STOPPABLE = (State.RUNNING, State.STARTING)
+#: The states a stop command stops (Stopping: a stop that failed or was cut short, retried).
+STOPPABLE = (State.RUNNING, State.STARTING, State.STOPPING)
+#: States in which a resource shows no endpoint: nothing listens there now (``details()``
+#: still lists its allocated ports, where it comes back when started again).
+NO_ENDPOINT = (
+    State.NOT_STARTED,
+    State.WAITING,
+    State.EXITED,
+    State.FINISHED,
+    State.FAILED_TO_START,
+    State.FAILED_TO_PROVISION,
+)
 
 #: A health check: None when it passes, else why it failed ("GET /health answered 404").
 HealthCheck = Callable[[], "str | None"]
@@ -172,7 +182,8 @@ class _Record:
         self.environment: dict[str, str] = {}
         self.handle: ContainerHandle | None = None
         self.process: ManagedProcess | None = None
-        self.thread: threading.Thread | None = None
+        #: The threads of every run still alive (older runs' too): ``stop()`` joins them all.
+        self.threads: list[threading.Thread] = []
         #: The dependency whose failure kept this resource from starting.
         self.blocked_by: str | None = None
         #: Run as a local process (its type's recipe) instead of a container.
@@ -183,11 +194,26 @@ class _Record:
         self.command_lock = threading.Lock()
         #: ``time.time()`` when it last became Running.
         self.started_at: float | None = None
+        #: While Waiting: the command-stopped resources it waits for, and nothing else.
+        self.held_back_by: tuple[str, ...] = ()
+        #: Between the stop and the start of a restart command: neither ready nor stopped.
+        self.restarting = False
+        #: The last stop command failed (the engine refused): it may still run; stop retries.
+        self.stop_failed = False
 
     @property
     def stopped_by_command(self) -> bool:
-        """True when a stop command stopped it (not a failure, and not a completion)."""
-        return self.run.halted and self.state in (State.STOPPING, State.EXITED)
+        """True when a stop command stopped it (not a failure, and not a completion), and it
+        is not in the middle of a restart."""
+        return (
+            self.run.halted and self.state in (State.STOPPING, State.EXITED) and not self.restarting
+        )
+
+    @property
+    def has_run(self) -> bool:
+        """True when it ran before with ports allocated: its connection info (the host ports
+        it keeps) is known whatever its state, so a dependent can start against it."""
+        return self.started_at is not None and bool(self.allocated)
 
     def dependencies(self) -> list[Resource]:
         """What it waits for: the resource's dependencies and its run-mode stand-in's."""
@@ -211,6 +237,8 @@ class _Record:
             self.message,
             self.runtime,
             self.health_reason,
+            self.stopped_by_command,
+            self.held_back_by,
         )
 
 
@@ -312,7 +340,12 @@ class Orchestrator:
             r
             for r in self._records.values()
             if r.state.is_failure
-            or (r.state is State.EXITED and not self._exit_expected(r) and not r.stopped_by_command)
+            or (
+                r.state is State.EXITED
+                and not self._exit_expected(r)
+                and not r.stopped_by_command
+                and not r.restarting  # stopped by its restart: not a failure either
+            )
         ]
         for rec in list(failed):
             cause = self._records.get(rec.blocked_by or "")
@@ -377,9 +410,11 @@ class Orchestrator:
         # A resource thread still starting its process sees ``_stopping`` and stops it itself;
         # wait (bounded) so that nothing is left running when stop() returns.
         deadline = time.monotonic() + STOP_GRACE_SECONDS + 5
-        for rec in self._records.values():
-            if rec.thread is not None and rec.thread is not threading.current_thread():
-                rec.thread.join(max(0.0, deadline - time.monotonic()))
+        with self._cond:
+            threads = [t for rec in self._records.values() for t in rec.threads]
+        for thread in threads:  # every run's, older ones too (one may still stop its start)
+            if thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - time.monotonic()))
         with self._cond:
             forwarders, self._forwarders = self._forwarders, []
         for forwarder in forwarders:
@@ -415,10 +450,16 @@ class Orchestrator:
         held back: they keep running, on the same connection info (same host ports)."""
 
         def restart(rec: _Record) -> CommandResult:
-            stopped = self._stop_command(rec)
-            if not stopped.ok:
-                return stopped
-            started = self._start_command(rec)
+            # Between its stop and its start it is neither ready nor stopped for good: the
+            # app's start-up (and its dependents) wait for it instead of settling.
+            self._set_flag(rec, "restarting", True)
+            try:
+                stopped = self._stop_command(rec)
+                if not stopped.ok:
+                    return stopped
+                started = self._start_command(rec)
+            finally:
+                self._set_flag(rec, "restarting", False)
             if not started.ok:
                 return started
             return CommandResult(True, f"{rec.name} restarted")
@@ -488,6 +529,18 @@ class Orchestrator:
             if rec.state is State.RUNNING:
                 return f"{name} is already Running; use restart to start it again"
             return f"{name} is {state}; start works once it is stopped (Exited or Finished)"
+        if command == "start":
+            missing = self._missing_connection(rec)
+            if missing is not None:
+                other = missing.name
+                fix = (
+                    f"start {other} first"
+                    if missing.state in STARTABLE
+                    else f"wait until {other} is Running"
+                )
+                return f"{name} needs {other}, which is {missing.state.value}; {fix}"
+        if command == "stop" and rec.stop_failed and rec.state is State.EXITED:
+            return None  # the last stop failed: it may still run, so a stop retries
         if command == "stop" and rec.state not in STOPPABLE:
             if rec.state in STARTABLE:
                 return f"{name} is {state}, not running; use start to run it"
@@ -497,6 +550,38 @@ class Orchestrator:
                 return f"{name} is {state}, not running; use start instead of restart"
             return f"{name} is {state}; restart works while it is Running"
         return None
+
+    def _missing_connection(self, rec: _Record) -> _Record | None:
+        """The first resource whose connection info ``rec`` needs (a reference that is not
+        optional, or an endpoint given as a value) and that has none to give: it is not
+        Running, not provisioned, and never ran (a resource that ran keeps its host ports, so
+        its connection info stays known). None when every one is known. Under the lock."""
+        sources = [rec.resource] if rec.runs is rec.resource else [rec.resource, rec.runs]
+        targets: list[Resource] = []
+        for source in sources:
+            targets += [ref.target for ref in source.references if not ref.optional]
+            waits = {w.target.name for w in source.waits}
+            refs = {ref.target.name for ref in source.references}
+            # Endpoints given as values: the dependencies that are neither waits nor references.
+            targets += [
+                d for d in source.dependencies() if d.name not in waits and d.name not in refs
+            ]
+        for target in targets:
+            dep = self._records.get(target.name)
+            if dep is None or dep is rec:
+                continue
+            if dep.state is State.RUNNING or dep.provisioned is not None or dep.has_run:
+                continue
+            return dep
+        return None
+
+    def _set_flag(self, rec: _Record, name: str, value: bool) -> None:
+        """Set a flag of ``rec`` that its snapshot (and start-up's settling) depends on, and
+        tell whoever waits or shows it."""
+        with self._cond:
+            before = rec.snapshot()
+            setattr(rec, name, value)
+            self._changed(rec, before)
 
     def _stop_command(self, rec: _Record) -> CommandResult:
         """Halt the current run of ``rec``, stop what it started (grace period as at app
@@ -515,7 +600,18 @@ class Orchestrator:
         except Exception as exc:  # the engine refused: say so, keep the app running
             message = self.masker.mask(f"stopping {rec.name} failed: {exc}")
             self.reporter.info(message)
-            return CommandResult(False, message)
+            with self._cond:
+                # Not Stopping forever: Exited with why, and what it started is kept, so that
+                # a stop retries (and a start cleans it up first).
+                rec.stop_failed = True
+                self._set_locked(
+                    rec,
+                    State.EXITED,
+                    Health.UNKNOWN,
+                    message=f"{message}; it may still run: stop it again to retry",
+                    health_reason=None,
+                )
+            return CommandResult(False, f"{message}; stop it again to retry")
         # Its thread ends once it sees the run halted (one still starting stops what it started).
         if run.thread is not None and run.thread is not threading.current_thread():
             run.thread.join(STOP_GRACE_SECONDS + 5)
@@ -525,6 +621,7 @@ class Orchestrator:
             # Stopped and let go: the app's stop has nothing left to stop here.
             rec.handle = None
             rec.process = None
+            rec.stop_failed = False
             self._set_locked(rec, State.EXITED, Health.UNKNOWN, exit_code=code, health_reason=None)
         return CommandResult(True, f"{rec.name} stopped (exit code {code})")
 
@@ -548,6 +645,7 @@ class Orchestrator:
                 rec.run = run = fresh
                 rec.handle = None
                 rec.process = None
+                rec.stop_failed = False
                 self._set_locked(
                     rec,
                     State.NOT_STARTED,
@@ -615,7 +713,8 @@ class Orchestrator:
         run.thread = threading.Thread(
             target=self._run_resource, args=(rec, run), name=f"resource-{rec.name}", daemon=True
         )
-        rec.thread = run.thread
+        # Older runs' threads that still run stay listed: stop() joins them all.
+        rec.threads = [t for t in rec.threads if t.is_alive()] + [run.thread]
         run.thread.start()
 
     def _superseded(self, rec: _Record) -> bool:
@@ -671,13 +770,20 @@ class Orchestrator:
         )
 
     def reference_environment(
-        self, target_name: str, connection_name: str, in_container: bool = False
+        self,
+        target_name: str,
+        connection_name: str,
+        in_container: bool = False,
+        *,
+        kept: bool = False,
     ) -> dict[str, str]:
-        """What a reference to ``target_name`` injects (empty while it is not running)."""
+        """What a reference to ``target_name`` injects: empty while it is not running, unless
+        ``kept`` and it ran before (a resource keeps its host ports, so a dependent started
+        while it is stopped reaches it once it is started again)."""
         rec = self.record(target_name)
         if rec.provisioned is not None:
             return dict(rec.provisioned.environment(connection_name))
-        if rec.state is not State.RUNNING:
+        if rec.state is not State.RUNNING and not (kept and rec.has_run):
             return {}
         try:
             env = reference_environment(rec.runs, self.context(in_container), connection_name)
@@ -698,7 +804,9 @@ class Orchestrator:
         for source in sources:
             for ref in source.references:
                 env.update(
-                    self.reference_environment(ref.target.name, ref.connection_name, in_container)
+                    self.reference_environment(
+                        ref.target.name, ref.connection_name, in_container, kept=True
+                    )
                 )
             for k, v in source.environment.items():
                 env[k] = context.value(v)
@@ -891,8 +999,10 @@ class Orchestrator:
         """Whether one dependency of ``rec`` is met, pending or failed."""
         dep = self._records[target.name]
         kind = wait.kind if wait is not None else "start"
-        if dep.stopped_by_command:  # stopped on purpose: wait until it is started again
+        if dep.restarting:  # back in a moment: neither failed nor stopped
             return DependencyStatus.PENDING
+        if dep.stopped_by_command or (dep.state is State.WAITING and dep.held_back_by):
+            return DependencyStatus.HELD  # stopped on purpose: wait until it is started again
         if kind == "completion":
             if dep.state in (State.EXITED, State.FINISHED):
                 expected = wait.exit_code if wait else 0
@@ -922,8 +1032,10 @@ class Orchestrator:
         with self._cond:
             while True:
                 if rec.run.force:  # a start command: skip the waits, as Aspire's force start
+                    self._hold_back(rec, ())
                     return True
                 pending = False
+                held: list[str] = []
                 for target, wait, optional in items:
                     status = self._dep_status(rec, target, wait)
                     if status is DependencyStatus.FAILED:
@@ -944,7 +1056,13 @@ class Orchestrator:
                         return False
                     if status is DependencyStatus.PENDING:
                         pending = True
-                if not pending:
+                    if status is DependencyStatus.HELD:
+                        dep = self._records[target.name]
+                        causes = dep.held_back_by if dep.state is State.WAITING else (dep.name,)
+                        held += [c for c in causes if c not in held]
+                # Held back only while nothing else is pending: then it is settled.
+                self._hold_back(rec, () if pending else tuple(held))
+                if not pending and not held:
                     return True
                 # Checked after the dependencies, so a failed one is reported as the cause
                 # even when the failure is also what stops the app.
@@ -952,13 +1070,44 @@ class Orchestrator:
                     return False
                 self._cond.wait(0.5)
 
+    def _hold_back(self, rec: _Record, causes: tuple[str, ...]) -> None:
+        """Show ``rec`` (Waiting) as held back by the command-stopped ``causes`` (settled for
+        start-up), or no longer held back when ``causes`` is empty. Under the lock."""
+        if causes == rec.held_back_by:
+            return
+        if not causes:
+            self._set_locked(rec, State.WAITING, held_back_by=(), message=None)
+            return
+        verb = "was" if len(causes) == 1 else "were"
+        self._set_locked(
+            rec,
+            State.WAITING,
+            held_back_by=causes,
+            message=f"held back: {', '.join(causes)} {verb} stopped",
+        )
+
     def _adopt(self, rec: _Record, handle: ContainerHandle) -> bool:
-        """Record a started handle; False (after stopping it) when the app is stopping."""
+        """Record a started handle; False (after stopping it) when the app is stopping or this
+        run was halted or replaced: never overwrite a newer run's handle, and never leave
+        what a superseded run started running."""
         with self._cond:
-            rec.handle = handle
             stopping = self._stopping.is_set() or self._superseded(rec)
+            if not stopping:
+                rec.handle = handle
         if stopping:  # stop() may have passed this resource already: never leave it running
             handle.stop(STOP_GRACE_SECONDS)
+        return not stopping
+
+    def _take_process(self, rec: _Record, process: ManagedProcess) -> bool:
+        """Record a started process, as ``_adopt`` records a handle: False (after stopping
+        it) when the app is stopping or this run was halted or replaced."""
+        with self._cond:
+            stopping = self._stopping.is_set() or self._superseded(rec)
+            if not stopping:
+                rec.process = process
+                rec.runtime = f"pid {process.pid}"
+        if stopping:  # stop() may have passed this resource already: never leave it running
+            process.stop(STOP_GRACE_SECONDS)
         return not stopping
 
     def _start_handle(
@@ -1056,11 +1205,24 @@ class Orchestrator:
             for other in self._records.values()
         )
 
-    def _forward(self, rec: _Record, gateway: str, ports: list[int]) -> None:
+    def _forward(
+        self, rec: _Record, run: _Run, process: ManagedProcess, gateway: str, ports: list[int]
+    ) -> None:
         """Once the program listens on a port, relay the gateway's same port to it, unless it
-        listens there itself (bound to all interfaces): never take a port before it does."""
+        listens there itself (bound to all interfaces): never take a port before it does.
+        Ends with its run: the app stops, the run is halted or replaced, or the process
+        exits (a later run starts its own)."""
         pending = list(ports)
-        while pending and not self._stopping.is_set():
+
+        def over() -> bool:
+            return (
+                self._stopping.is_set()
+                or run.halted
+                or rec.run is not run
+                or process.exit_code() is not None
+            )
+
+        while pending and not over():
             for port in list(pending):
                 if not tcp_accepts("127.0.0.1", port, timeout=0.2):
                     continue
@@ -1079,7 +1241,7 @@ class Orchestrator:
                         forwarder.close()
                         return
                     self._forwarders.append(forwarder)
-            self._stopping.wait(0.05)
+            run.wake.wait(0.05)
 
     def _gateway_for(self, rec: _Record) -> str | None:
         """The engine's host gateway address, when containers on the engine consume ``rec``
@@ -1255,18 +1417,14 @@ class Orchestrator:
                 message=self.masker.mask(f"could not start {argv[0]}: {exc}"),
             )
             return
-        with self._cond:
-            rec.process = process
-            stopping = self._stopping.is_set() or self._superseded(rec)
-        if stopping:  # stop() may have passed this resource already: never leave it running
-            process.stop(STOP_GRACE_SECONDS)
+        run: _Run = getattr(self._local, "run", None) or rec.run
+        if not self._take_process(rec, process):
             return
-        rec.runtime = f"pid {process.pid}"
         gateway = self._gateway_for(rec)
         if gateway:  # containers reach it through the gateway
             threading.Thread(
                 target=self._forward,
-                args=(rec, gateway, [a.host_port for a in rec.allocated.values()]),
+                args=(rec, run, process, gateway, [a.host_port for a in rec.allocated.values()]),
                 name=f"forward-{rec.name}",
                 daemon=True,
             ).start()
@@ -1365,7 +1523,10 @@ class Orchestrator:
                 assert rec.process is not None
                 code = rec.process.stop(STOP_GRACE_SECONDS)
         except Exception as exc:
-            self.reporter.info(f"stopping {rec.name} failed: {self.masker.mask(str(exc))}")
+            message = f"stopping {rec.name} failed: {self.masker.mask(str(exc))}"
+            self.reporter.info(message)
+            if running:  # never left Stopping: say what went wrong
+                self._set(rec, State.EXITED, Health.UNKNOWN, message=message)
             return
         if running:  # a stopped resource has no health to report
             # Killed by the signals we sent it is a normal end, not a crash.
@@ -1405,10 +1566,16 @@ class Orchestrator:
         )
 
     def _is_ready(self, rec: _Record) -> bool:
+        """Settled for start-up: Running and Healthy, finished, exited as expected, stopped by
+        a command, or held back only by command-stopped resources (never mid-restart)."""
+        if rec.restarting:
+            return False
         if rec.state is State.FINISHED:
             return True
         if rec.state is State.EXITED:
             return self._exit_expected(rec) or rec.stopped_by_command
+        if rec.state is State.WAITING:
+            return bool(rec.held_back_by)
         return rec.state is State.RUNNING and rec.health is Health.HEALTHY
 
     def _set(self, rec: _Record, state: State, health: Health | None = None, **fields: Any) -> None:
@@ -1433,6 +1600,15 @@ class Orchestrator:
                 rec.message = None
             if "health_reason" not in fields:  # a new state: a former check's reason is stale
                 rec.health_reason = None
+        if state is not State.WAITING:
+            rec.held_back_by = ()
+        if state in NO_ENDPOINT:  # nothing listens there now
+            rec.endpoint = None
+        self._changed(rec, before)
+
+    def _changed(self, rec: _Record, before: ResourceSnapshot) -> None:
+        """Wake whoever waits on the lock and, when ``rec``'s snapshot differs from
+        ``before``, count a new version and tell the reporter and ``on_change``."""
         after = rec.snapshot()
         self._cond.notify_all()
         if after != before:

@@ -28,11 +28,14 @@ class State(str, enum.Enum):
 
 
 class DependencyStatus(enum.Enum):
-    """Whether one wait or reference of a resource is met, still pending, or failed."""
+    """Whether one wait or reference of a resource is met, still pending, failed, or held: its
+    target was stopped by a command (or is itself held back by one), so the dependent waits
+    for someone to start it again and counts as settled meanwhile."""
 
     MET = "met"
     PENDING = "pending"
     FAILED = "failed"
+    HELD = "held"
 
 
 class Health(str, enum.Enum):
@@ -58,6 +61,11 @@ class ResourceSnapshot:
     #: Why it is not healthy (yet), from its last failed health check: "GET /health answered
     #: 404", "connection refused on port 8080", "its health probe failed"; None when healthy.
     health_reason: str | None = None
+    #: Stopped by a stop command (Exited, or Stopping): no failure, and settled for start-up.
+    stopped_by_command: bool = False
+    #: The command-stopped resources a Waiting resource waits for (and nothing else): it is
+    #: held back, settled for start-up, and goes on once they are started again.
+    held_back_by: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -70,4 +78,6 @@ class ResourceSnapshot:
             "exitCode": self.exit_code,
             "message": self.message,
             "runtime": self.runtime,
+            "stoppedByCommand": self.stopped_by_command,
+            "heldBackBy": list(self.held_back_by),
         }

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from apphost_sdk.cli.background import Launched, resource_settled, wait_ready
 from apphost_sdk.control.protocol import control_socket_path
 from apphost_sdk.control.server import ControlServer
 from apphost_sdk.files import write_private
@@ -25,9 +27,11 @@ from apphost_sdk.telemetry.store import Limits, TelemetryStore
 
 from .helpers import apphost_cli as apphost
 from .helpers import wait_until, write
-from .test_control_channel import Source
+from .test_control_channel import Source, client_threads
 
 TOKEN = "0123456789abcdef0123456789abcdef"
+#: The dashboard's URL as the app host writes it: localhost or 127.0.0.1, any port.
+DASHBOARD_URL = r"http://(?:localhost|127\.0\.0\.1):\d+"
 
 #: An app host file that records the arguments it was given, then exits.
 RECORD_ARGS = """
@@ -207,6 +211,60 @@ def test_follow_prints_new_lines_and_ctrl_c_exits_130_quietly(
         proc.stderr.close()
 
 
+def test_a_follow_the_app_host_dropped_says_so_and_exits_1(
+    app_file: Path, isolated_env: Path, store: TelemetryStore
+) -> None:
+    for i in range(3000):  # ~3 MB: far more than the socket and the pipe buffer
+        store.add_console_line("api", "stdout", f"{i:05} " + "x" * 1000)
+    app_id = app_identity(app_file)[1]
+    path = control_socket_path(isolated_env / app_id, app_id)
+    control = ControlServer(path, Source(), store, send_timeout=0.5)
+    control.start()
+    write_status(isolated_env, app_file, None)  # the app runs on (this live process)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "apphost_sdk", "logs", str(app_file), "-f"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        # Its output is not read, so it stops reading the socket: the app host drops it.
+        wait_until(lambda: client_threads() == 1, timeout=20, what="the follower connected")
+        wait_until(lambda: client_threads() == 0, timeout=20, what="the follower dropped")
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        control.stop()
+    assert proc.returncode == 1
+    assert err.decode() == (
+        "apphost logs: the app host dropped this follow (output not read for 5 s); run it again\n"
+    )
+    assert out.startswith(b"api      | 00000 ")
+
+
+def test_a_follow_ends_quietly_when_the_app_host_stops(
+    app_file: Path, server: ControlServer, store: TelemetryStore
+) -> None:
+    store.add_console_line("api", "stdout", "first")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "apphost_sdk", "logs", str(app_file), "api", "-f"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: client_threads() == 1, timeout=20, what="the follower connected")
+        server.stop()  # what the app host's stop does (no status says it runs any more)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert (proc.returncode, out, err) == (0, b"first\n", b"")
+
+
 # -- the dashboard in status, --no-dashboard --------------------------------------------------
 def test_status_shows_the_dashboard_with_the_token_masked(
     app_file: Path, isolated_env: Path
@@ -231,6 +289,10 @@ def test_status_shows_the_dashboard_with_the_token_masked(
     assert secret["dashboard"] == dashboard
     text = apphost("status", str(app_file)).stdout
     assert "  dashboard: http://localhost:18888\n" in text and TOKEN not in text
+    # --show-secrets: the login URL with its token, as the background log tells users.
+    shown_text = apphost("status", str(app_file), "--show-secrets").stdout
+    assert f"  dashboard: {login}\n" in shown_text
+    assert "  dashboard: http://localhost:18888\n" not in shown_text
 
 
 def test_status_without_a_dashboard(app_file: Path, isolated_env: Path) -> None:
@@ -287,9 +349,13 @@ def test_a_started_app_is_reached_through_its_control_channel(
         assert oct(os.stat(socket_path).st_mode & 0o777) == "0o600"
         [status] = json.loads(apphost("status", "--json").stdout)
         if dashboard:
-            assert started.stdout.splitlines()[-1].startswith("dashboard: http://localhost:")
-            assert "/login?t=" in started.stdout
+            login = rf"{DASHBOARD_URL}/login\?t=[0-9a-f]{{32}}"
+            assert re.fullmatch(f"dashboard: {login}", started.stdout.splitlines()[-1])
             assert status["dashboard"]["loginUrl"].endswith("/login?t=***")
+            secret = apphost("status", str(app), "--show-secrets").stdout
+            assert re.search(f"^  dashboard: {login}$", secret, re.M), secret
+            plain = apphost("status", str(app)).stdout
+            assert re.search(f"^  dashboard: {DASHBOARD_URL}$", plain, re.M), plain
         else:
             assert "dashboard" not in started.stdout and status["dashboard"] is None
         wait_until(
@@ -307,3 +373,101 @@ def test_a_started_app_is_reached_through_its_control_channel(
     finally:
         apphost("stop", str(app))
     assert not socket_path.exists()
+
+
+# -- a stop during `apphost start` --------------------------------------------------------------
+#: Answers HTTP on $PORT; its first start (an empty marks folder ``argv[1]``) waits 30 s first.
+SLOW_FIRST = """
+import http.server, os, sys, time
+folder = sys.argv[1]
+os.makedirs(folder, exist_ok=True)
+first = not os.listdir(folder)
+open(os.path.join(folder, str(os.getpid())), "w").close()
+if first:
+    time.sleep(30)
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
+"""
+
+HELD_APP = """
+from apphost_sdk import DistributedApplication
+builder = DistributedApplication.create_builder()
+cache = (
+    builder.add_python_app("cache", {svc!r}, "slow_first.py", {marks!r})
+    .with_http_endpoint()
+    .with_http_health_check("/")
+)
+builder.add_python_app("api", {svc!r}, "talk.py").with_reference(cache).wait_for(cache)
+builder.build().run()
+"""
+
+
+def test_a_resource_stopped_during_start_never_fails_apphost_start(
+    tmp_path: Path, isolated_env: Path
+) -> None:
+    svc, marks = tmp_path / "svc", tmp_path / "marks"
+    write(svc / "slow_first.py", SLOW_FIRST)
+    write(svc / "talk.py", TALKER)
+    app = write(tmp_path / "held" / "apphost.py", HELD_APP.format(svc=str(svc), marks=str(marks)))
+    starter = subprocess.Popen(
+        [sys.executable, "-m", "apphost_sdk", "start", str(app), "--no-dashboard"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: marks.is_dir() and any(marks.iterdir()), timeout=20, what="cache")
+        stopped = apphost("resource", str(app), "cache", "stop")
+        assert stopped.returncode == 0, stopped.stderr
+        out, err = starter.communicate(timeout=30)
+        assert starter.returncode == 0, err.decode()
+        assert "held back: cache was stopped" in out.decode()
+        [status] = json.loads(apphost("status", "--json").stdout)
+        assert status["phase"] == "ready"
+        by_name = {r["name"]: r for r in status["resources"]}
+        assert by_name["cache"]["stoppedByCommand"] is True
+        assert by_name["api"]["state"] == "Waiting" and by_name["api"]["heldBackBy"] == ["cache"]
+        # Started again, the held-back api goes on.
+        started = apphost("resource", str(app), "cache", "start")
+        assert started.returncode == 0, started.stderr
+        wait_until(
+            lambda: "tick 0\n" in apphost("logs", str(app), "api").stdout,
+            timeout=20,
+            what="api's first line",
+        )
+    finally:
+        if starter.poll() is None:
+            starter.kill()
+            starter.communicate()
+        apphost("stop", str(app))
+
+
+def test_wait_ready_counts_stopped_and_held_back_resources_as_settled(tmp_path: Path) -> None:
+    assert resource_settled({"state": "Exited", "stoppedByCommand": True})
+    assert resource_settled({"state": "Waiting", "heldBackBy": ["cache"]})
+    assert resource_settled({"state": "Running", "health": "Healthy"})
+    assert not resource_settled({"state": "Waiting", "heldBackBy": []})
+    assert not resource_settled({"state": "Exited", "stoppedByCommand": False})
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    folder = tmp_path / "st"
+    folder.mkdir()
+    resources = [
+        {"name": "cache", "state": "Exited", "health": "Unknown", "stoppedByCommand": True},
+        {"name": "api", "state": "Waiting", "health": "Unknown", "heldBackBy": ["cache"]},
+        {"name": "db", "state": "Running", "health": "Unhealthy"},
+    ]
+    status = {"pid": sleeper.pid, "phase": "starting", "resources": resources}
+    write_private(folder / "status.json", json.dumps(status))
+    try:
+        ready, _, reason = wait_ready(Launched(sleeper.pid, sleeper), folder, 0.3)
+    finally:
+        if sleeper.poll() is None:
+            sleeper.kill()
+        sleeper.wait()
+    assert not ready
+    assert "not healthy yet: db (Running, Unhealthy) (stopped" in reason

@@ -106,6 +106,17 @@ def test_commands_answer_the_outcome(server: ControlServer, source: Source) -> N
     assert source.calls == [("api", "stop"), ("api", "start"), ("cache", "stop")]
 
 
+def test_resource_names_are_case_insensitive_as_in_the_app_host(
+    server: ControlServer, source: Source, store: TelemetryStore
+) -> None:
+    client = ControlClient(server.path)
+    assert client.execute("API", "stop") == CommandResult(True, "api is Exited")
+    assert source.calls == [("api", "stop")], "the source gets the resource's own name"
+    store.add_console_line("cache", "stdout", "ready")
+    answers = list(client.logs("Cache"))
+    assert [(a["resource"], a["text"]) for a in answers if "text" in a] == [("cache", "ready")]
+
+
 def test_a_bad_request_gets_an_error_and_the_server_goes_on(server: ControlServer) -> None:
     for bad in (b"not json\n", b'{"op": "reboot"}\n', b'{"op": "command", "resource": "api"}\n'):
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
@@ -240,8 +251,17 @@ def test_a_long_state_folder_gets_a_socket_under_tmp(
     state_dir = tmp_path / ("d" * MAX_SOCKET_PATH)
     app_id = f"shop-{os.getpid()}-long"
     path = control_socket_path(state_dir, app_id)
-    assert path == Path(f"/tmp/apphost-{os.getuid()}/{app_id}.sock")
+    assert path.parent == Path(f"/tmp/apphost-{os.getuid()}")
+    assert path.name.startswith(f"{app_id}-") and path.name.endswith(".sock")
     assert control_socket_path(Path("/tmp/s"), app_id) == Path("/tmp/s/control.sock")
+    # Another long state folder of the same app: another socket; the same folder reached
+    # through a link: the same socket.
+    other = tmp_path / ("e" * MAX_SOCKET_PATH)
+    assert control_socket_path(other, app_id) != path
+    state_dir.mkdir()
+    link = tmp_path / ("l" * MAX_SOCKET_PATH)
+    link.symlink_to(state_dir)
+    assert control_socket_path(link, app_id) == path
     control = ControlServer(path, source, store)
     control.start()
     try:
