@@ -238,8 +238,14 @@ def _show_status(status: dict[str, Any], ns: argparse.Namespace) -> None:
     _print_table(status)
     dashboard = status.get("dashboard")
     if isinstance(dashboard, dict) and dashboard.get("loginUrl"):
-        # The user's own terminal: the token is theirs (as the foreground run prints it).
-        print(f"dashboard: {dashboard['loginUrl']}")
+        if ns.show_secrets or sys.stdout.isatty():
+            # The user's own terminal: the token is theirs (as the foreground run prints it).
+            print(f"dashboard: {dashboard['loginUrl']}")
+        else:  # a pipe or a file (a CI log): the token stays a secret
+            print(
+                f"dashboard: {dashboard.get('url')} (its login URL: `apphost status "
+                f"{status.get('appHost')} --show-secrets`)"
+            )
 
 
 def cmd_stop(ns: argparse.Namespace, rest: list[str]) -> int:

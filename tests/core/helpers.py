@@ -7,6 +7,7 @@ import runpy
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -245,3 +246,19 @@ def apphost_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[
         timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
+
+
+def start_in_background(app: Any, timeout: float) -> tuple[threading.Thread, list[BaseException]]:
+    """``app.start(timeout, quiet=True)`` on a thread (for commands sent while it starts); the
+    list receives what it raised."""
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            app.start(timeout=timeout, quiet=True)
+        except BaseException as exc:
+            errors.append(exc)
+
+    starter = threading.Thread(target=start)
+    starter.start()
+    return starter, errors

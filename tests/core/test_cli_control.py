@@ -342,7 +342,9 @@ def test_a_started_app_is_reached_through_its_control_channel(
     write(tmp_path / "svc" / "talk.py", TALKER)
     app = write(tmp_path / "talky" / "apphost.py", TALKER_APP.format(svc=str(tmp_path / "svc")))
     try:
-        started = apphost("start", str(app), *([] if dashboard else ["--no-dashboard"]))
+        started = apphost(
+            "start", str(app), *(["--show-secrets"] if dashboard else ["--no-dashboard"])
+        )
         assert started.returncode == 0, started.stderr
         app_id = app_identity(app)[1]
         socket_path = control_socket_path(isolated_env / app_id, app_id)
@@ -356,6 +358,9 @@ def test_a_started_app_is_reached_through_its_control_channel(
             assert re.search(f"^  dashboard: {login}$", secret, re.M), secret
             plain = apphost("status", str(app)).stdout
             assert re.search(f"^  dashboard: {DASHBOARD_URL}$", plain, re.M), plain
+            # Piped without --show-secrets (a CI log): the URL, never the token.
+            again = apphost("start", str(app)).stdout
+            assert "login?t=" not in again and "--show-secrets" in again.splitlines()[-1]
         else:
             assert "dashboard" not in started.stdout and status["dashboard"] is None
         wait_until(

@@ -26,7 +26,15 @@ from apphost_sdk.orchestration.console import make_reporter
 from apphost_sdk.orchestration.orchestrator import Orchestrator
 from apphost_sdk.orchestration.states import Health, State
 
-from .helpers import HTTP_SERVER, pid_alive, read_json_file, wait_json, wait_until, write
+from .helpers import (
+    HTTP_SERVER,
+    pid_alive,
+    read_json_file,
+    start_in_background,
+    wait_json,
+    wait_until,
+    write,
+)
 
 #: Prints a line on each stream, writes its environment to ``argv[1]``, then answers HTTP on
 #: $PORT until stopped.
@@ -220,16 +228,7 @@ def test_force_start_of_a_waiting_resource_and_restart_under_a_waiting_dependent
     )
     app = b.build()
     apps.append(app)
-    errors: list[BaseException] = []
-
-    def start() -> None:
-        try:
-            app.start(timeout=30, quiet=True)
-        except BaseException as exc:
-            errors.append(exc)
-
-    starter = threading.Thread(target=start)
-    starter.start()
+    starter, errors = start_in_background(app, 30)
     try:
         wait_until(
             lambda: (

@@ -20,7 +20,7 @@ from apphost_sdk.orchestration.states import Health, State
 from apphost_sdk.runtimes.health import free_port
 from apphost_sdk.runtimes.subprocesses import ManagedProcess, spawn
 
-from .helpers import HTTP_SERVER, pid_alive, wait_json, wait_until, write
+from .helpers import HTTP_SERVER, pid_alive, start_in_background, wait_json, wait_until, write
 from .test_resource_commands import orchestrate, snap
 
 #: Answers HTTP on $PORT, but its first start (an empty marks folder ``argv[1]``) waits 30 s
@@ -75,16 +75,7 @@ def test_a_stop_during_start_up_settles_it_and_holds_back_dependents_until_start
     b.add_python_app("web", str(svc), "dump.py", str(tmp_path / "web.json"), "30").wait_for(api)
     app = b.build()
     apps.append(app)
-    errors: list[BaseException] = []
-
-    def start() -> None:
-        try:
-            app.start(timeout=60, quiet=True)
-        except BaseException as exc:
-            errors.append(exc)
-
-    starter = threading.Thread(target=start)
-    starter.start()
+    starter, errors = start_in_background(app, 60)
     wait_until(
         lambda: (
             app._orchestrator is not None
