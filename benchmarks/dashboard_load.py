@@ -196,9 +196,8 @@ def run_serve() -> int:
     """The ``serve`` mode (see the module docstring)."""
     sys.path.insert(0, str(ROOT))
     from apphost_sdk.dashboard.server import DashboardServer
-    from apphost_sdk.telemetry.store import TelemetryStore
-
     from apphost_sdk.dashboard.source import CommandResult, ResourceView
+    from apphost_sdk.telemetry.store import TelemetryStore
 
     class NoResources:
         """A DashboardSource with no resources (the dashboard alone)."""
