@@ -8,6 +8,7 @@ import datetime as dt
 import errno
 import json
 import os
+import re
 import socket
 import stat
 import threading
@@ -309,11 +310,34 @@ def test_a_symbolic_link_or_a_file_is_never_replaced(
         ControlServer(path, source, store).start()
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root connects whatever the mode")
 def test_permission_denied_is_a_clear_error(server: ControlServer) -> None:
     os.chmod(server.path, 0o000)
-    with pytest.raises(ControlError, match=r"permission denied on .*another user"):
-        ControlClient(server.path).execute("api", "stop")
+    if os.geteuid() != 0:
+        with pytest.raises(ControlError, match=r"permission denied on .*another user"):
+            ControlClient(server.path).execute("api", "stop")
+        return
+    # Root connects whatever the mode: ask as another user, from a forked child that drops
+    # its privileges (the interpreter is already loaded, so nothing needs reading).
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        os.close(read)
+        message = b""
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            ControlClient(server.path).execute("api", "stop")
+        except ControlError as exc:
+            message = str(exc).encode()
+        except BaseException as exc:
+            message = f"unexpected {type(exc).__name__}: {exc}".encode()
+        os.write(write, message or b"no error")
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as answer:
+        text = answer.read().decode()
+    os.waitpid(pid, 0)
+    assert re.search(r"permission denied on .*another user", text), text
 
 
 # -- the protocol ---------------------------------------------------------------------------

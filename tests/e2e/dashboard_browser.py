@@ -88,13 +88,13 @@ def chromium_problem() -> str | None:
 
 
 def require_chromium() -> None:
-    """Fail under CI (naming the install script), skip elsewhere, when there is no browser."""
+    """Fail, naming the install script, when there is no browser (never skip: tests/run.sh
+    installs it)."""
     problem = chromium_problem()
     if problem is None:
         return
-    if in_ci():
-        pytest.fail(f"CI=true and {problem}", pytrace=False)
-    pytest.skip(problem)
+    prefix = "CI=true and " if in_ci() else ""
+    pytest.fail(f"{prefix}{problem}", pytrace=False)
 
 
 @contextlib.contextmanager

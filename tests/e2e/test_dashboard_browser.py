@@ -21,13 +21,15 @@ from typing import Any
 import httpx
 import pytest
 
+# A dev dependency (tests/run.sh installs it): missing fails the import, never skips.
+from playwright.sync_api import Browser, Locator, Page, expect
+
 from .conftest import wait_until
 from .dashboard_browser import (
     RECORD_STATES_JS,
     WAIT_MS,
     RunningQuickStart,
     cache_port,
-    in_ci,
     launched_chromium,
     process_pid,
     quickstart_status,
@@ -38,15 +40,6 @@ from .dashboard_browser import (
     start_quickstart,
     stop_quickstart,
 )
-
-try:
-    from playwright.sync_api import Browser, Locator, Page, expect
-except ImportError:  # a dev dependency: missing is a broken set-up under CI
-    if in_ci():
-        raise
-    pytest.skip(
-        "needs the Python package playwright (pip install -e '.[dev]')", allow_module_level=True
-    )
 
 pytestmark = pytest.mark.redis
 

