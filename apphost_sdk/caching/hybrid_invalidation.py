@@ -90,7 +90,26 @@ class _Heartbeat:
         return False
 
 
-class InvalidationListener:
+class _ListenerBase:
+    """What both invalidation listeners keep: where to subscribe, whom to tell, and the
+    heartbeat timings."""
+
+    def __init__(
+        self,
+        client: Any,
+        channel: bytes,
+        listener: Listener,
+        ping_after: float,
+        pong_within: float,
+    ) -> None:
+        self._ping_after = ping_after
+        self._pong_within = pong_within
+        self._client = client
+        self._channel = channel
+        self._listener = listener
+
+
+class InvalidationListener(_ListenerBase):
     """A daemon thread subscribed to ``channel`` on ``client`` (sync, plain or cluster).
 
     It pings after ``ping_after`` seconds of silence and treats a missing pong within
@@ -106,11 +125,7 @@ class InvalidationListener:
         ping_after: float = PING_AFTER,
         pong_within: float = PONG_WITHIN,
     ) -> None:
-        self._ping_after = ping_after
-        self._pong_within = pong_within
-        self._client = client
-        self._channel = channel
-        self._listener = listener
+        super().__init__(client, channel, listener, ping_after, pong_within)
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread = threading.Thread(
@@ -160,7 +175,7 @@ class InvalidationListener:
             backoff = min(backoff * 2, _BACKOFF_MAX)
 
 
-class AsyncInvalidationListener:
+class AsyncInvalidationListener(_ListenerBase):
     """A task on the running loop subscribed to ``channel`` on an asyncio ``client``; it
     health-checks a silent subscription as ``InvalidationListener`` does."""
 
@@ -173,11 +188,7 @@ class AsyncInvalidationListener:
         ping_after: float = PING_AFTER,
         pong_within: float = PONG_WITHIN,
     ) -> None:
-        self._ping_after = ping_after
-        self._pong_within = pong_within
-        self._client = client
-        self._channel = channel
-        self._listener = listener
+        super().__init__(client, channel, listener, ping_after, pong_within)
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 

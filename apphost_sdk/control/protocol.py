@@ -105,7 +105,7 @@ def decode(line: bytes) -> dict[str, Any]:
     """One received line as a JSON object; ``ProtocolError`` for anything else."""
     try:
         value = json.loads(line.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # nested too deep too
         raise ProtocolError(f"not a JSON line: {exc}") from None
     if not isinstance(value, dict):
         raise ProtocolError("not a JSON object")

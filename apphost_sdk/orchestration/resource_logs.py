@@ -34,6 +34,7 @@ class ResourceLogFiles:
     """One bounded, rotated file per resource; lines are ``{UTC time} {stream} {text}``."""
 
     def __init__(self, state_dir: Path) -> None:
+        self._state_dir = state_dir
         self._directory = state_dir / LOGS_FOLDER
         self._outputs: dict[str, tuple[_Output, TextIO]] = {}
         self._lock = threading.Lock()
@@ -56,7 +57,7 @@ class ResourceLogFiles:
             found = self._outputs.get(resource)
             if found is not None:
                 return found[0]
-            path = self._directory / f"{resource}.log"
+            path = resource_log_path(self._state_dir, resource)
             try:
                 ensure_directory(self._directory)
                 os.chmod(self._directory, 0o700)  # the output may hold what masking missed

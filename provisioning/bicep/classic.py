@@ -5,10 +5,9 @@ keys are asked for; values changed by ``configure_infrastructure`` are written t
 from __future__ import annotations
 
 from ..spec import TAG_RESOURCE_NAME, AzureRedisRequest, CacheSpec
-from .existing import declare_existing_params, user_tags
-from .keyvault import add_key_secrets
-from .names import PublishedNames
-from .render import BicepModule, Expr, Value, take_unique_name
+from .existing import start_cache_module, user_tags
+from .keyvault import add_connection_string
+from .render import Expr, Value, take_unique_name
 
 API = "2024-11-01"
 CACHE_TYPE = f"Microsoft.Cache/redis@{API}"
@@ -38,11 +37,7 @@ def _properties(spec: CacheSpec, use_access_keys: bool) -> dict[str, Value]:
 def classic_module(request: AzureRedisRequest, spec: CacheSpec | None) -> str:
     """The cache's module; ``spec`` is the built spec (None for ``as_existing`` caches,
     which the module only reads)."""
-    names = PublishedNames(request.resource_name)
-    module = BicepModule()
-    existing_body = declare_existing_params(module, request) if request.is_existing else None
-    if request.use_access_keys:
-        module.param(names.key_vault_param)
+    names, module, existing_body = start_cache_module(request)
     cache = names.symbol
     if existing_body is not None:
         module.resource(cache, CACHE_TYPE, existing_body, existing=True)
@@ -58,16 +53,9 @@ def classic_module(request: AzureRedisRequest, spec: CacheSpec | None) -> str:
         body["tags"] = {TAG_RESOURCE_NAME: request.resource_name, **user_tags(spec.tags)}
         module.resource(cache, CACHE_TYPE, body)
     host = f"{cache}.properties.hostName"
-    if request.use_access_keys:
-        key = f"{cache}.listKeys().primaryKey"
-        add_key_secrets(
-            module,
-            names,
-            Expr(f"'${{{host}}},ssl=true,password=${{{key}}}'"),
-            Expr(key),
-        )
-    else:
-        module.output("connectionString", Expr(f"'${{{host}}},ssl=true'"))
+    add_connection_string(
+        module, names, request.use_access_keys, f"${{{host}}}", f"{cache}.listKeys().primaryKey"
+    )
     module.output("name", Expr(f"{cache}.name"))
     module.output("hostName", Expr(host))
     return module.text()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..spec import TAG_APP, TAG_RESOURCE_NAME
-from .names import EXISTING_GROUP_PARAM, EXISTING_NAME_PARAM
+from .names import EXISTING_GROUP_PARAM, EXISTING_NAME_PARAM, PublishedNames
 from .render import BicepModule, Expr, Value
 
 
@@ -17,6 +17,18 @@ def declare_existing_params(module: BicepModule, request: Any) -> dict[str, Valu
     if request.existing_resource_group is not None:
         body["scope"] = Expr(f"resourceGroup({module.param(EXISTING_GROUP_PARAM)})")
     return body
+
+
+def start_cache_module(request: Any) -> tuple[PublishedNames, BicepModule, dict[str, Value] | None]:
+    """A cache module's opening statements: an ``as_existing`` cache's parameters and, with
+    access keys, the vault-name parameter. Returns the names, the module and the body that
+    declares the existing cache (None for a cache the module creates)."""
+    names = PublishedNames(request.resource_name)
+    module = BicepModule()
+    existing_body = declare_existing_params(module, request) if request.is_existing else None
+    if request.use_access_keys:
+        module.param(names.key_vault_param)
+    return names, module, existing_body
 
 
 def existing_manifest_params(request: Any) -> dict[str, str]:

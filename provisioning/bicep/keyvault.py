@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from ..spec import TAG_RESOURCE_NAME
 from .names import PublishedNames
 from .render import BicepModule, Expr, identifier, take_unique_name
 
@@ -27,7 +28,7 @@ def key_vault_module(vault_name: str) -> str:
                 "sku": {"family": "A", "name": "standard"},
                 "enableRbacAuthorization": True,
             },
-            "tags": {"aspire-resource-name": vault_name},
+            "tags": {TAG_RESOURCE_NAME: vault_name},
         },
     )
     module.output("vaultUri", Expr(f"{symbol}.properties.vaultUri"))
@@ -53,3 +54,15 @@ def add_key_secrets(
             SECRET_TYPE,
             {"name": secret, "properties": {"value": value}, "parent": Expr(vault)},
         )
+
+
+def add_connection_string(
+    module: BicepModule, names: PublishedNames, use_access_keys: bool, address: str, key: str
+) -> None:
+    """The cache's connection string (``address`` is the interpolated host[:port] part,
+    ``key`` the expression of its primary key): with access keys, stored as Key Vault
+    secrets with the key; otherwise a plain ``connectionString`` output."""
+    if use_access_keys:
+        add_key_secrets(module, names, Expr(f"'{address},ssl=true,password=${{{key}}}'"), Expr(key))
+    else:
+        module.output("connectionString", Expr(f"'{address},ssl=true'"))

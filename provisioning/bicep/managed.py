@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from ..managed_spec import MANAGED_PORT, ManagedRedisRequest, ManagedRedisSpec
 from ..naming import MANAGED_DATABASE
-from .existing import declare_existing_params, user_tags
-from .keyvault import add_key_secrets
-from .names import PublishedNames
-from .render import BicepModule, Expr, Value, take_unique_name
+from .existing import start_cache_module, user_tags
+from .keyvault import add_connection_string
+from .render import Expr, Value, take_unique_name
 
 API = "2025-07-01"
 CLUSTER_TYPE = f"Microsoft.Cache/redisEnterprise@{API}"
@@ -63,11 +62,7 @@ def _database_properties(request: ManagedRedisRequest, spec: ManagedRedisSpec) -
 def managed_module(request: ManagedRedisRequest, spec: ManagedRedisSpec | None) -> str:
     """The cluster's module; ``spec`` is the built spec (None for ``as_existing`` clusters,
     which the module only reads)."""
-    names = PublishedNames(request.resource_name)
-    module = BicepModule()
-    existing_body = declare_existing_params(module, request) if request.is_existing else None
-    if request.use_access_keys:
-        module.param(names.key_vault_param)
+    names, module, existing_body = start_cache_module(request)
     cluster = names.symbol
     database = f"{cluster}_default"
     if existing_body is not None:
@@ -92,16 +87,13 @@ def managed_module(request: ManagedRedisRequest, spec: ManagedRedisSpec | None) 
             },
         )
     host = f"{cluster}.properties.hostName"
-    if request.use_access_keys:
-        key = f"{database}.listKeys().primaryKey"
-        add_key_secrets(
-            module,
-            names,
-            Expr(f"'${{{host}}}:{MANAGED_PORT},ssl=true,password=${{{key}}}'"),
-            Expr(key),
-        )
-    else:
-        module.output("connectionString", Expr(f"'${{{host}}}:{MANAGED_PORT},ssl=true'"))
+    add_connection_string(
+        module,
+        names,
+        request.use_access_keys,
+        f"${{{host}}}:{MANAGED_PORT}",
+        f"{database}.listKeys().primaryKey",
+    )
     module.output("name", Expr(f"{cluster}.name"))
     module.output("id", Expr(f"{cluster}.id"))
     module.output("hostName", Expr(host))

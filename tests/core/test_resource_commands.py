@@ -109,9 +109,10 @@ def orchestrate(builder: DistributedApplicationBuilder, **hooks: Any) -> Iterato
         reporter.close()
 
 
-def test_stop_then_start_keeps_the_port_and_leaves_dependents_running(
+def api_and_front(
     tmp_path: Path, svc: Path, apps: list[DistributedApplication]
-) -> None:
+) -> tuple[DistributedApplication, Orchestrator]:
+    """A started app of two HTTP services, ``front`` referencing and waiting for ``api``."""
     b = DistributedApplication.create_builder([])
     api = b.add_python_app("api", str(svc), "web.py", str(tmp_path)).with_http_endpoint()
     (
@@ -123,7 +124,13 @@ def test_stop_then_start_keeps_the_port_and_leaves_dependents_running(
     app = b.build()
     apps.append(app)
     app.start(timeout=20, quiet=True)
-    orch = orch_of(app)
+    return app, orch_of(app)
+
+
+def test_stop_then_start_keeps_the_port_and_leaves_dependents_running(
+    tmp_path: Path, svc: Path, apps: list[DistributedApplication]
+) -> None:
+    app, orch = api_and_front(tmp_path, svc, apps)
     api_url, front_url = http_url(orch, "api"), http_url(orch, "front")
     assert api_url.startswith("http://localhost:")
     first = start_mark(tmp_path, "api")
@@ -174,18 +181,7 @@ def test_stop_then_start_keeps_the_port_and_leaves_dependents_running(
 def test_restart_of_a_dependency_neither_restarts_nor_holds_back_its_dependent(
     tmp_path: Path, svc: Path, apps: list[DistributedApplication]
 ) -> None:
-    b = DistributedApplication.create_builder([])
-    api = b.add_python_app("api", str(svc), "web.py", str(tmp_path)).with_http_endpoint()
-    (
-        b.add_python_app("front", str(svc), "web.py", str(tmp_path))
-        .with_http_endpoint()
-        .with_reference(api)
-        .wait_for(api)
-    )
-    app = b.build()
-    apps.append(app)
-    app.start(timeout=20, quiet=True)
-    orch = orch_of(app)
+    _app, orch = api_and_front(tmp_path, svc, apps)
     api_url, front_url = http_url(orch, "api"), http_url(orch, "front")
     api_pid, front_pid = start_mark(tmp_path, "api")["pid"], start_mark(tmp_path, "front")["pid"]
     (tmp_path / "api.start").unlink()
